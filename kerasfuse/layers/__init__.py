@@ -1,0 +1,5 @@
+"""Public kerasfuse layers (one per file). Importing this module registers them all."""
+
+from kerasfuse.layers.resize_like import ResizeLike
+
+__all__ = ["ResizeLike"]

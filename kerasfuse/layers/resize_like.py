@@ -1,0 +1,45 @@
+"""ResizeLike: resize one feature map to another's (dynamic) spatial size."""
+
+import keras
+
+from kerasfuse.ops import check_resize_method, resize_like
+
+
+@keras.saving.register_keras_serializable(package="kerasfuse")
+class ResizeLike(keras.layers.Layer):
+    """Resize ``x`` to the height and width of ``reference`` (dynamic shapes supported).
+
+    The functional-model face of :func:`kerasfuse.ops.resize_like`, the single helper every
+    model uses to bring a feature or logit map to another tensor's size (DESIGN.md §7).
+
+    Args:
+        method: "bilinear" (half-pixel centres, ``align_corners=False``) or "nearest".
+        **kwargs: standard ``keras.layers.Layer`` arguments.
+
+    Call arguments:
+        inputs: list ``[x, reference]`` of NHWC tensors.
+
+    Returns:
+        ``x`` resized to ``reference``'s height and width, with ``x``'s channels and dtype.
+
+    Example:
+        >>> up = ResizeLike()([low_res_logits, image])
+    """
+
+    def __init__(self, method="bilinear", **kwargs):
+        super().__init__(**kwargs)
+        check_resize_method(method)
+        self.method = method
+
+    def call(self, inputs):
+        x, reference = inputs
+        return resize_like(x, reference, method=self.method)
+
+    def compute_output_shape(self, input_shape):
+        x_shape, ref_shape = input_shape
+        return (x_shape[0], ref_shape[1], ref_shape[2], x_shape[3])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"method": self.method})
+        return config
