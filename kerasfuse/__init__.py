@@ -1,7 +1,10 @@
 """kerasfuse: multi-level feature fusion for semantic segmentation and edge detection."""
 
 from kerasfuse import layers
+from kerasfuse.backbones import build_backbone
+from kerasfuse.models import build_loss, build_model, intermediates
 
 __version__ = "0.1.0"
 
-__all__ = ["layers", "__version__"]
+__all__ = ["build_backbone", "build_loss", "build_model", "intermediates", "layers",
+           "__version__"]

@@ -1,0 +1,126 @@
+"""DynamicDepthwiseConv2D: per-sample depthwise convolution with input-dependent kernels."""
+
+import keras
+from keras import ops
+
+
+def _static_dim(shape, axis):
+    """Return ``shape[axis]`` as an int, or None when it is not statically known."""
+    dim = shape[axis]
+    return None if dim is None else int(dim)
+
+
+@keras.saving.register_keras_serializable(package="kerasfuse")
+class DynamicDepthwiseConv2D(keras.layers.Layer):
+    """Depthwise convolution of every sample with its own (predicted) kernel.
+
+    Sample ``b`` of ``x`` is convolved channel by channel with ``kernels[b]``: stride 1,
+    output of the input's size (cross-correlation, like ``torch.nn.functional.conv2d``).
+    The layer has no weights; the kernels are an input, e.g. the context-aware filters of
+    DMNet's Dynamic Convolutional Module.
+
+    Padding follows the DMNet reference code. With the effective kernel size
+    ``K = (k - 1) * dilation_rate + 1`` and ``p = (K - 1) // 2``, each spatial axis is
+    padded by ``p`` on both sides when ``K`` is odd, and by ``p + 1`` before and ``p``
+    after when ``K`` is even (note: the opposite of TensorFlow's "same" rule)::
+
+        out[b, i, j, c] = sum_{u, v} x_pad[b, i + u * d, j + v * d, c] * kernels[b, u, v, c]
+
+    The batch is folded into the channels (``[1, H, W, B * C]`` input, ``[k, k, B * C, 1]``
+    kernel) so the whole batch is ONE depthwise convolution; this works with a dynamic
+    batch size and converts to TFLite's builtin DEPTHWISE_CONV_2D.
+
+    Args:
+        dilation_rate: positive int, the dilation of the kernel on both spatial axes.
+        **kwargs: standard ``keras.layers.Layer`` arguments.
+
+    Call arguments:
+        x: float tensor ``[B, H, W, C]``.
+        kernels: float tensor ``[B, k, k, C]``, one square depthwise kernel per sample.
+
+    Returns:
+        Tensor ``[B, H, W, C]`` with ``x``'s dtype.
+
+    Example:
+        >>> x = keras.random.normal((2, 32, 32, 8))
+        >>> kernels = keras.random.normal((2, 3, 3, 8))
+        >>> DynamicDepthwiseConv2D()(x, kernels).shape
+        (2, 32, 32, 8)
+
+    Reference:
+        Fang et al., "Dynamic Multi-scale Filters for Semantic Segmentation", ICCV 2019,
+        eq. (1): ``h_k = f_k(x) (*) g_k(x)`` with ``(*)`` the depthwise convolution of the
+        reduced feature ``f_k(x)`` with the context-aware filters ``g_k(x)``.
+    """
+
+    def __init__(self, dilation_rate=1, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(dilation_rate, bool) or not isinstance(dilation_rate, int) or (
+            dilation_rate < 1
+        ):
+            raise ValueError(f"dilation_rate must be a positive int, got {dilation_rate!r}")
+        self.dilation_rate = dilation_rate
+
+    def _check_shapes(self, x_shape, kernels_shape):
+        if len(x_shape) != 4:
+            raise ValueError(f"x must have rank 4 [B, H, W, C], got shape {tuple(x_shape)}")
+        if len(kernels_shape) != 4:
+            raise ValueError(
+                f"kernels must have rank 4 [B, k, k, C], got shape {tuple(kernels_shape)}"
+            )
+        kh, kw = _static_dim(kernels_shape, 1), _static_dim(kernels_shape, 2)
+        if kh is None or kw is None:
+            raise ValueError(
+                f"kernels' spatial size must be static, got shape {tuple(kernels_shape)}"
+            )
+        if kh != kw:
+            raise ValueError(f"kernels must be square, got kernel size {kh}x{kw}")
+        x_c, k_c = _static_dim(x_shape, 3), _static_dim(kernels_shape, 3)
+        if x_c is not None and k_c is not None and x_c != k_c:
+            raise ValueError(
+                f"kernels have {k_c} channels but x has {x_c}; they must be equal"
+            )
+        x_b, k_b = _static_dim(x_shape, 0), _static_dim(kernels_shape, 0)
+        if x_b is not None and k_b is not None and x_b != k_b:
+            raise ValueError(f"kernels have batch size {k_b} but x has {x_b}")
+
+    def build(self, x_shape, kernels_shape):
+        self._check_shapes(x_shape, kernels_shape)
+
+    def _padding(self, kernel_size):
+        """(before, after) padding per spatial axis for the reference-code rule."""
+        effective = (kernel_size - 1) * self.dilation_rate + 1
+        p = (effective - 1) // 2
+        return (p, p) if effective % 2 == 1 else (p + 1, p)
+
+    def call(self, x, kernels):
+        self._check_shapes(x.shape, kernels.shape)
+        k = int(kernels.shape[1])
+        kernels = ops.cast(kernels, x.dtype)
+        batch, height, width, channels = ops.shape(x)
+        # [B, H, W, C] -> [1, H, W, B*C]: batch-major channel blocks, one depthwise conv.
+        folded = ops.reshape(ops.transpose(x, (1, 2, 0, 3)), (1, height, width, -1))
+        folded_kernel = ops.reshape(ops.transpose(kernels, (1, 2, 0, 3)), (k, k, -1, 1))
+        before, after = self._padding(k)
+        if before == after:
+            # Odd effective size: "same" is exactly the symmetric padding, with no copy.
+            out = ops.depthwise_conv(
+                folded, folded_kernel, strides=1, padding="same",
+                dilation_rate=self.dilation_rate,
+            )
+        else:
+            folded = ops.pad(folded, ((0, 0), (before, after), (before, after), (0, 0)))
+            out = ops.depthwise_conv(
+                folded, folded_kernel, strides=1, padding="valid",
+                dilation_rate=self.dilation_rate,
+            )
+        out = ops.reshape(out, (height, width, batch, channels))
+        return ops.transpose(out, (2, 0, 1, 3))
+
+    def compute_output_shape(self, x_shape, kernels_shape):
+        return tuple(x_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"dilation_rate": self.dilation_rate})
+        return config

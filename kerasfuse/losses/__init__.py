@@ -1,0 +1,19 @@
+"""Method losses: ``loss(targets, outputs) -> {"loss": total, <component>: value}``."""
+
+from kerasfuse.losses.segmentation import (
+    IGNORE_LABEL,
+    SegmentationLoss,
+    cross_entropy,
+    masked_mean,
+    ohem_mask,
+    pixel_cross_entropy,
+)
+
+__all__ = [
+    "IGNORE_LABEL",
+    "SegmentationLoss",
+    "cross_entropy",
+    "masked_mean",
+    "ohem_mask",
+    "pixel_cross_entropy",
+]
