@@ -1,12 +1,26 @@
 """Public kerasfuse layers (one per file). Importing this module registers them all."""
 
 from kerasfuse.layers.adaptive_average_pooling2d import AdaptiveAveragePooling2D
+from kerasfuse.layers.adaptive_weight_fusion import AdaptiveWeightFusion
 from kerasfuse.layers.aspp import ASPP
 from kerasfuse.layers.bilinear_warp import BilinearWarp
+from kerasfuse.layers.boundary_refinement import BoundaryRefinement
+from kerasfuse.layers.densely_adjacent_prediction import DenselyAdjacentPrediction
 from kerasfuse.layers.dynamic_depthwise_conv2d import DynamicDepthwiseConv2D
+from kerasfuse.layers.explicit_channel_resolution_embedding import (
+    ExplicitChannelResolutionEmbedding,
+)
+from kerasfuse.layers.global_convolution import GlobalConvolution
 from kerasfuse.layers.image_normalization import ImageNormalization
+from kerasfuse.layers.location_adaptive_weight_learner import LocationAdaptiveWeightLearner
+from kerasfuse.layers.location_invariant_weight_learner import (
+    LocationInvariantWeightLearner,
+)
 from kerasfuse.layers.pyramid_pooling import PyramidPooling
 from kerasfuse.layers.resize_like import ResizeLike
+from kerasfuse.layers.semantic_embedding_branch import SemanticEmbeddingBranch
+from kerasfuse.layers.shared_concatenation import SharedConcatenation
+from kerasfuse.layers.side_feature_normalization import SideFeatureNormalization
 
 __all__ = [
     "ASPP",
@@ -18,4 +32,14 @@ __all__ = [
     "ImageNormalization",
     "PyramidPooling",
     "ResizeLike",
+    "BoundaryRefinement",
+    "DenselyAdjacentPrediction",
+    "ExplicitChannelResolutionEmbedding",
+    "GlobalConvolution",
+    "SemanticEmbeddingBranch",
+    "AdaptiveWeightFusion",
+    "LocationAdaptiveWeightLearner",
+    "LocationInvariantWeightLearner",
+    "SharedConcatenation",
+    "SideFeatureNormalization",
 ]

@@ -1,5 +1,6 @@
 """Method losses: ``loss(targets, outputs) -> {"loss": total, <component>: value}``."""
 
+from kerasfuse.losses.edge import ReweightedEdgeLoss, reweighted_edge_bce
 from kerasfuse.losses.segmentation import (
     IGNORE_LABEL,
     SegmentationLoss,
@@ -16,4 +17,6 @@ __all__ = [
     "masked_mean",
     "ohem_mask",
     "pixel_cross_entropy",
+    "ReweightedEdgeLoss",
+    "reweighted_edge_bce",
 ]

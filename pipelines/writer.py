@@ -1,0 +1,389 @@
+"""Sharded, atomic, resumable TFRecord writer with a JSON manifest per split.
+
+A conversion of one split NAME into OUT_DIR produces::
+
+    OUT_DIR/NAME-00000-of-00004.tfrecord ... NAME-00003-of-00004.tfrecord
+    OUT_DIR/NAME.manifest.json        counts per shard, classes, ignore label, sha256 checksums
+    OUT_DIR/.NAME.plan.json           fingerprint of the conversion (for resuming)
+
+Each shard is written by one task to ``.<shard name>.tmp-<pid>`` and renamed to its final
+name only once complete, so a file carrying a final shard name is always whole. Re-running
+the same conversion resumes it: complete shards are kept (re-hashed for the manifest),
+stale temporary files are removed and missing shards are written again. A conversion whose
+plan (sources, shard count, classes) differs from the one already in OUT_DIR is refused
+unless ``overwrite=True``.
+
+Shard tasks run in ``workers`` spawned processes (spawn, not fork: TensorFlow is not
+fork-safe) and a tqdm progress bar counts finished examples.
+"""
+
+import concurrent.futures
+import dataclasses
+import glob
+import hashlib
+import json
+import multiprocessing
+import os
+import struct
+
+import numpy as np
+import tqdm
+
+SCHEMA_VERSION = 1
+MANIFEST_SUFFIX = ".manifest.json"
+
+
+@dataclasses.dataclass
+class Sample:
+    """One image with its labels, produced by a converter before encoding.
+
+    Args:
+        source_id: file stem or generated id, stored as ``image/source_id``.
+        label: uint8 [H,W] train ids, ``ignore_label`` for void pixels.
+        image: uint8 [H,W,3] RGB array (PNG-encoded by the writer), or None when
+            ``image_bytes`` holds the already encoded file.
+        image_bytes: original PNG/JPEG bytes, stored unchanged.
+        image_format: ``"png"`` or ``"jpeg"`` for ``image_bytes``.
+        instances: optional integer [H,W] instance ids (0 = none), stored as 16-bit PNG.
+        origin: the source file(s), used to name the culprit in error messages.
+    """
+
+    source_id: str
+    label: np.ndarray
+    image: np.ndarray = None
+    image_bytes: bytes = None
+    image_format: str = None
+    instances: np.ndarray = None
+    origin: str = ""
+
+
+def shard_name(name, index, num_shards):
+    """``NAME-SSSSS-of-NNNNN.tfrecord``."""
+    return f"{name}-{index:05d}-of-{num_shards:05d}.tfrecord"
+
+
+def manifest_path(out_dir, name):
+    return os.path.join(out_dir, name + MANIFEST_SUFFIX)
+
+
+def _where(sample):
+    return sample.origin or sample.source_id
+
+
+def validate_sample(sample, num_classes, ignore_label):
+    """Raise one ValueError naming the sample's file if anything about it is wrong."""
+    import cv2
+
+    from pipelines.schema import image_format_of
+
+    where = _where(sample)
+    if sample.image_bytes is not None:
+        detected = image_format_of(sample.image_bytes)
+        if detected is None:
+            raise ValueError(f"{where}: unreadable image (not PNG or JPEG data)")
+        decoded = cv2.imdecode(np.frombuffer(sample.image_bytes, np.uint8), cv2.IMREAD_COLOR)
+        if decoded is None:
+            raise ValueError(f"{where}: unreadable image (the {detected} data does not decode)")
+        sample.image_format = detected
+        image_size = decoded.shape[:2]
+    else:
+        image = sample.image
+        if image is None or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            shape = None if image is None else (image.shape, image.dtype)
+            raise ValueError(f"{where}: image must be uint8 [H,W,3], got {shape}")
+        image_size = image.shape[:2]
+    label = sample.label
+    if label is None or label.ndim != 2:
+        raise ValueError(f"{where}: unreadable label map (need a single-channel 2-D map)")
+    if tuple(label.shape) != tuple(image_size):
+        raise ValueError(
+            f"{where}: label size {label.shape[0]}x{label.shape[1]} does not match image "
+            f"size {image_size[0]}x{image_size[1]}"
+        )
+    if label.dtype != np.uint8:
+        if label.min() < 0 or label.max() > 255:
+            raise ValueError(
+                f"{where}: label ids out of range [0, {num_classes}) / {ignore_label}: "
+                f"min {label.min()}, max {label.max()}"
+            )
+        sample.label = label = label.astype(np.uint8)
+    present = np.flatnonzero(np.bincount(label.ravel(), minlength=256))
+    bad = [int(v) for v in present if v >= num_classes and v != ignore_label]
+    if bad:
+        raise ValueError(
+            f"{where}: label ids {bad} out of range: expected 0..{num_classes - 1} or "
+            f"{ignore_label} (ignore)"
+        )
+    if sample.instances is not None:
+        instances = sample.instances
+        if tuple(instances.shape) != tuple(image_size):
+            raise ValueError(
+                f"{where}: instance map size {instances.shape} does not match image size "
+                f"{tuple(image_size)}"
+            )
+        if instances.min() < 0 or instances.max() > 65535:
+            raise ValueError(
+                f"{where}: instance ids must lie in 0..65535, got {instances.min()}.."
+                f"{instances.max()}"
+            )
+
+
+def _file_stats(path):
+    """(number of records, sha256, bytes) of a TFRecord file; ValueError if truncated."""
+    digest = hashlib.sha256()
+    count = 0
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        position = 0
+        while position < size:
+            header = f.read(12)
+            if len(header) < 12:
+                raise ValueError(f"{path}: truncated TFRecord header at byte {position}")
+            (length,) = struct.unpack("<Q", header[:8])
+            position += 12 + length + 4
+            if position > size:
+                raise ValueError(f"{path}: truncated record {count} (file ends early)")
+            f.seek(position)
+            count += 1
+        f.seek(0)
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return count, digest.hexdigest(), size
+
+
+def _write_shard(out_dir, final_name, source_fn, source_args, num_classes, ignore_label):
+    """Write one shard atomically; runs in a worker process. Returns its manifest entry."""
+    import tensorflow as tf
+
+    from pipelines.schema import encode_example
+
+    final = os.path.join(out_dir, final_name)
+    temporary = os.path.join(out_dir, f".{final_name}.tmp-{os.getpid()}")
+    try:
+        with tf.io.TFRecordWriter(temporary) as writer:
+            for sample in source_fn(*source_args):
+                validate_sample(sample, num_classes, ignore_label)
+                writer.write(encode_example(sample))
+        count, sha256, size = _file_stats(temporary)
+        os.replace(temporary, final)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return {"file": final_name, "num_examples": count, "sha256": sha256, "bytes": size}
+
+
+def _stable(value):
+    """A process-independent description of shard arguments (functions by name)."""
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"{value.__module__}.{value.__qualname__}"
+    if isinstance(value, (list, tuple)):
+        return [_stable(v) for v in value]
+    return repr(value)
+
+
+def _fingerprint(name, sources, class_names, ignore_label):
+    plan = {
+        "schema_version": SCHEMA_VERSION,
+        "name": name,
+        "class_names": list(class_names),
+        "ignore_label": ignore_label,
+        "sources": [[_stable(fn), _stable(args)] for fn, args in sources],
+    }
+    return hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
+
+
+def _write_json(path, payload):
+    temporary = path + f".tmp-{os.getpid()}"
+    with open(temporary, "w") as f:
+        json.dump(payload, f, indent=2)
+    os.replace(temporary, path)
+
+
+def write_split(
+    out_dir,
+    name,
+    sources,
+    class_names,
+    ignore_label=255,
+    workers=1,
+    overwrite=False,
+    progress=True,
+    expected_counts=None,
+    extra=None,
+):
+    """Convert one split: each source becomes one shard; returns the manifest dict.
+
+    Args:
+        out_dir: output folder (created if needed).
+        name: split name, the shard prefix (``train``, ``val``, ...).
+        sources: list of ``(fn, args)``; ``fn(*args)`` yields ``Sample`` objects for one
+            shard. ``fn`` must be a module-level function and ``args`` picklable with a
+            stable ``repr`` (it fingerprints the plan for resuming).
+        class_names: names of the train ids 0..K-1.
+        ignore_label: the void id in label maps.
+        workers: number of worker processes; 1 converts in this process.
+        overwrite: delete shards of a different earlier conversion of ``name`` instead of
+            refusing.
+        progress: show a tqdm progress bar.
+        expected_counts: examples per source, for the progress bar total.
+        extra: JSON-serialisable dict stored under ``"source"`` in the manifest.
+    """
+    if not sources:
+        raise ValueError(f"split {name!r}: nothing to convert (no source examples found)")
+    if int(workers) < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if not 0 <= int(ignore_label) <= 255:
+        raise ValueError(f"ignore_label must be in 0..255, got {ignore_label}")
+    num_classes = len(class_names)
+    if not 1 <= num_classes <= 255 or num_classes > ignore_label:
+        raise ValueError(f"need 1..{ignore_label} classes, got {num_classes}")
+    os.makedirs(out_dir, exist_ok=True)
+    num_shards = len(sources)
+    names = [shard_name(name, i, num_shards) for i in range(num_shards)]
+    fingerprint = _fingerprint(name, sources, class_names, ignore_label)
+    plan_path = os.path.join(out_dir, f".{name}.plan.json")
+    existing = sorted(glob.glob(os.path.join(out_dir, f"{name}-?????-of-?????.tfrecord")))
+    previous = None
+    if os.path.exists(plan_path):
+        with open(plan_path) as f:
+            previous = json.load(f).get("fingerprint")
+    if existing and previous != fingerprint:
+        if not overwrite:
+            raise ValueError(
+                f"{out_dir} already holds {name!r} shards from a different conversion "
+                f"({os.path.basename(existing[0])}, ...); pass overwrite (--overwrite) or "
+                "choose another output folder"
+            )
+        for path in existing:
+            os.remove(path)
+        if os.path.exists(manifest_path(out_dir, name)):
+            os.remove(manifest_path(out_dir, name))
+    for stale in glob.glob(os.path.join(out_dir, f".{name}-?????-of-?????.tfrecord.tmp-*")):
+        os.remove(stale)
+    _write_json(plan_path, {"fingerprint": fingerprint, "num_shards": num_shards})
+
+    entries = {}
+    todo = []
+    for index, final_name in enumerate(names):
+        path = os.path.join(out_dir, final_name)
+        if os.path.exists(path):
+            try:
+                count, sha256, size = _file_stats(path)
+            except ValueError:
+                os.remove(path)
+            else:
+                entries[final_name] = {
+                    "file": final_name, "num_examples": count, "sha256": sha256, "bytes": size,
+                }
+                continue
+        todo.append(index)
+
+    counts = expected_counts or [None] * num_shards
+    total = sum(c for c in counts if c is not None) if expected_counts else None
+    bar = tqdm.tqdm(total=total, desc=f"{name}", unit="img", disable=not progress)
+    bar.update(sum(entries[n]["num_examples"] for n in entries))
+    tasks = [
+        (out_dir, names[i], sources[i][0], sources[i][1], num_classes, ignore_label)
+        for i in todo
+    ]
+    try:
+        if workers == 1 or len(tasks) <= 1:
+            for task in tasks:
+                entry = _write_shard(*task)
+                entries[entry["file"]] = entry
+                bar.update(entry["num_examples"])
+        else:
+            context = multiprocessing.get_context("spawn")
+            with concurrent.futures.ProcessPoolExecutor(
+                max_workers=min(int(workers), len(tasks)), mp_context=context
+            ) as pool:
+                futures = [pool.submit(_write_shard, *task) for task in tasks]
+                try:
+                    for future in concurrent.futures.as_completed(futures):
+                        entry = future.result()
+                        entries[entry["file"]] = entry
+                        bar.update(entry["num_examples"])
+                except BaseException:
+                    for future in futures:
+                        future.cancel()
+                    raise
+    finally:
+        bar.close()
+
+    shards = [entries[n] for n in names]
+    manifest = {
+        "format": "kerasfuse-tfrecord",
+        "schema_version": SCHEMA_VERSION,
+        "split": name,
+        "num_examples": sum(s["num_examples"] for s in shards),
+        "num_classes": num_classes,
+        "class_names": list(class_names),
+        "ignore_label": int(ignore_label),
+        "num_shards": num_shards,
+        "pattern": f"{name}-*-of-{num_shards:05d}.tfrecord",
+        "counts": {s["file"]: s["num_examples"] for s in shards},
+        "checksums": {s["file"]: "sha256:" + s["sha256"] for s in shards},
+        "bytes": {s["file"]: s["bytes"] for s in shards},
+        "source": extra or {},
+    }
+    _write_json(manifest_path(out_dir, name), manifest)
+    return manifest
+
+
+def read_manifest(path_or_dir, split="train"):
+    """Load a split's manifest: a ``*.manifest.json`` path, or a folder plus ``split``.
+
+    Returns the manifest dict (``num_classes``, ``class_names``, ``ignore_label``,
+    ``num_examples``, ``counts`` and ``checksums`` per shard file, ``pattern``, ...) with
+    an added ``"dir"`` key holding the folder of the shards.
+    """
+    path = os.fspath(path_or_dir)
+    if os.path.isdir(path):
+        path = manifest_path(path, split)
+    if not os.path.exists(path):
+        raise ValueError(f"no manifest at {path} (build the dataset first)")
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not a valid manifest ({error})") from None
+    for key in ("num_classes", "class_names", "ignore_label", "counts", "checksums"):
+        if key not in manifest:
+            raise ValueError(f"{path}: manifest lacks the key {key!r}")
+    manifest["dir"] = os.path.dirname(os.path.abspath(path))
+    return manifest
+
+
+def verify_split(path_or_dir, split="train"):
+    """Re-hash every shard of a split; ValueError naming the first shard that differs."""
+    manifest = read_manifest(path_or_dir, split)
+    for file_name, checksum in manifest["checksums"].items():
+        path = os.path.join(manifest["dir"], file_name)
+        if not os.path.exists(path):
+            raise ValueError(f"{path}: shard listed in the manifest is missing")
+        count, sha256, _ = _file_stats(path)
+        if "sha256:" + sha256 != checksum or count != manifest["counts"][file_name]:
+            raise ValueError(f"{path}: corrupt shard (checksum or record count differs)")
+    return manifest
+
+
+def chunk(items, num_shards):
+    """Split ``items`` into ``num_shards`` contiguous, nearly equal, non-empty chunks."""
+    num_shards = int(num_shards)
+    if num_shards < 1:
+        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+    num_shards = min(num_shards, len(items)) or 1
+    bounds = np.linspace(0, len(items), num_shards + 1).round().astype(int)
+    return [tuple(items[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def samples_from_items(load_fn, items):
+    """Shard source: ``load_fn(*item)`` for every item (module-level so it pickles)."""
+    for item in items:
+        yield load_fn(*item)
+
+
+def item_sources(load_fn, items, num_shards):
+    """``(sources, expected_counts)`` for ``write_split`` from a flat list of items."""
+    chunks = chunk(list(items), num_shards)
+    return [(samples_from_items, (load_fn, c)) for c in chunks], [len(c) for c in chunks]

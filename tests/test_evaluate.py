@@ -1,0 +1,117 @@
+"""evaluate.py end to end on the synthetic TFRecords with a tiny model."""
+
+import json
+import os
+import shutil
+
+import keras
+import numpy as np
+import pytest
+
+import evaluate
+import kerasfuse
+from kerasfuse.metrics import confusion_matrix, mean_iou_from_confusion
+from pipelines import build_synthetic, make_dataset
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluate")
+    keras.utils.set_random_seed(7)
+    build_synthetic(str(root / "data"), train=1, val=3, image_size=(32, 32), num_shards=1,
+                    progress=False)
+    model = kerasfuse.build_model("fcn", 7, backbone="resnet_tiny")
+    model.save(str(root / "fcn.keras"))
+    return root
+
+
+def data_pattern(root):
+    return str(root / "data" / "val-*.tfrecord")
+
+
+def test_segmentation_end_to_end(workspace, capsys):
+    out = workspace / "metrics.json"
+    code = evaluate.main([str(workspace / "fcn.keras"), "--data", data_pattern(workspace),
+                          "--boundary-tolerance", "1", "3", "--output", str(out), "--quiet"])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["task"] == "segmentation" and report["num_images"] == 3
+    assert set(report["per_class"]) == {"background", "disk", "box", "triangle", "ring",
+                                        "cross", "pole"}
+    # Independent recomputation: plain model calls + the (separately tested) NumPy
+    # confusion matrix over the same images.
+    model = keras.saving.load_model(str(workspace / "fcn.keras"))
+    cm = np.zeros((7, 7), "int64")
+    for image, targets in make_dataset(data_pattern(workspace), training=False, batch_size=1):
+        pred = keras.ops.convert_to_numpy(model(image)["logits"]).argmax(-1)
+        cm += confusion_matrix(targets["labels"].numpy(), pred, 7)
+    assert report["metrics"]["mean_iou"] == pytest.approx(mean_iou_from_confusion(cm), abs=1e-5)
+    assert report["metrics"]["pixel_accuracy"] == pytest.approx(np.trace(cm) / cm.sum(),
+                                                                abs=1e-5)
+    for key in ("boundary_f@1px", "boundary_f@3px"):
+        assert 0.0 <= report["metrics"][key] <= 1.0
+    printed = capsys.readouterr().out
+    assert "mean_iou" in printed and "background" in printed
+
+
+def test_run_directory_slide_and_edge_task(workspace):
+    run_dir = workspace / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    shutil.copy(workspace / "fcn.keras", run_dir / "best.keras")
+    shutil.copy(workspace / "fcn.keras", run_dir / "checkpoints" / "epoch_1.keras")
+    code = evaluate.main([str(run_dir), "--data", str(workspace / "data" / "val.manifest.json"),
+                          "--mode", "slide", "--crop-size", "16", "--max-images", "1",
+                          "--task", "edge", "--thresholds", "9", "--quiet"])
+    assert code == 0
+    report = json.loads((run_dir / "evaluation.json").read_text())
+    assert report["task"] == "edge" and report["num_images"] == 1
+    assert report["inference"]["mode"] == "slide"
+    assert report["inference"]["crop_size"] == [16, 16]
+    assert 0.0 <= report["metrics"]["mf_ods"] <= 1.0
+    assert report["metrics"]["mf_ois"] >= 0.0
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["missing.keras"], "does not exist"),
+        (["{model}", "--data", "/nonexistent/*.tfrecord"], "no TFRecord files"),
+        (["{model}", "--mode", "slide"], "needs --crop-size"),
+        (["{model}", "--edge-tolerance", "2"], "edge-tolerance"),
+        (["{model}", "--output-key", "edges"], "no output 'edges'"),
+        (["{empty}"], "no .keras model"),
+    ],
+)
+def test_bad_input_one_line_exit_2(workspace, capsys, argv, message):
+    (workspace / "empty").mkdir(exist_ok=True)
+    argv = [a.format(model=workspace / "fcn.keras", empty=workspace / "empty") for a in argv]
+    if "--data" not in argv:
+        argv += ["--data", data_pattern(workspace)]
+    assert evaluate.main(argv + ["--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("evaluate.py: error:") and message in err[0]
+
+
+def test_unknown_model_name_needs_task(workspace, capsys):
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, {"logits": keras.layers.Conv2D(7, 1)(inputs)}, name="mystery")
+    path = workspace / "mystery.keras"
+    model.save(str(path))
+    assert evaluate.main([str(path), "--data", data_pattern(workspace), "--quiet"]) == 2
+    assert "--task" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_savedmodel_directory(workspace):
+    model = keras.saving.load_model(str(workspace / "fcn.keras"))
+    export_dir = str(workspace / "saved")
+    model.export(export_dir, verbose=False)
+    out = workspace / "saved.json"
+    code = evaluate.main([export_dir, "--data", data_pattern(workspace), "--task",
+                          "segmentation", "--output", str(out), "--quiet"])
+    assert code == 0
+    reference = json.loads((workspace / "metrics.json").read_text())
+    report = json.loads(out.read_text())
+    assert report["metrics"]["mean_iou"] == pytest.approx(reference["metrics"]["mean_iou"],
+                                                          abs=1e-5)
+    os.remove(out)
