@@ -1,6 +1,6 @@
 """kerasfuse: multi-level feature fusion for semantic segmentation and edge detection."""
 
-from kerasfuse import layers
+from kerasfuse import inference, layers, metrics
 from kerasfuse.backbones import build_backbone
 from kerasfuse.models import build_loss, build_model, intermediates
 
@@ -8,3 +8,4 @@ __version__ = "0.1.0"
 
 __all__ = ["build_backbone", "build_loss", "build_model", "intermediates", "layers",
            "__version__"]
+__all__ += ["inference", "metrics"]

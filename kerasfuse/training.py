@@ -27,6 +27,7 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
 
 from kerasfuse import visualize
 from kerasfuse.config import ConfigError, save_config
@@ -368,6 +369,29 @@ def prediction_pictures(network, images, targets, task, num_classes):
     return panels
 
 
+def _summary_metadata(plugin):
+    return summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin))
+
+
+def write_scalar(tag, value, step):
+    """One TensorBoard scalar to the default summary writer.
+
+    Written with TensorFlow's core ``tf.summary.write`` and the "scalars" plugin metadata,
+    so no ``tensorboard`` package is needed to produce logs (only to view them).
+    """
+    tf.summary.write(tag, tf.constant(float(value), tf.float32), step=step,
+                     metadata=_summary_metadata("scalars"))
+
+
+def write_images(tag, images, step):
+    """RGB uint8 images (equal sizes) as one TensorBoard image summary (PNG encoded)."""
+    height, width = images[0].shape[:2]
+    encoded = [tf.io.encode_png(np.asarray(im, "uint8")) for im in images]
+    tensor = tf.stack([tf.constant(str(width)), tf.constant(str(height))] + encoded)
+    tf.summary.write(tag, tensor, step=step, metadata=_summary_metadata("images"))
+
+
 class ProgressBar(keras.callbacks.Callback):
     """One progress bar over the whole run (all checkpoint intervals) with ETA, loss, LR."""
 
@@ -375,11 +399,14 @@ class ProgressBar(keras.callbacks.Callback):
         super().__init__()
         self.total_steps = total_steps
         self.enabled = enabled
+        self.start = 0
         self._bar = None
 
     def on_train_begin(self, logs=None):
         from tqdm import tqdm
-        start = int(self.model.optimizer.iterations.numpy())
+        start = self.start = int(self.model.optimizer.iterations.numpy())
+        if start:
+            print(f"resuming from step {start} (checkpoint in the run's backup/)", flush=True)
         self._bar = tqdm(total=self.total_steps, initial=start, unit="step",
                          disable=not self.enabled, dynamic_ncols=True, file=sys.stdout)
 
@@ -470,6 +497,8 @@ class Trainer:
         self.num_classes = None
         self._writers = {}
         self._val_batches = None
+        self._last_val = (None, {})
+        self.resumed_from = 0
 
     # ----------------------------------------------------------------- data
     def _files(self, pattern):
@@ -527,8 +556,8 @@ class Trainer:
                     output_stride=cfg.model.output_stride, weights=cfg.model.weights,
                     **cfg.model.options)
                 self.loss_fn = build_loss(cfg.model.name, self.num_classes, **cfg.loss.options)
-            except TypeError as err:
-                raise ConfigError(f"model.options / loss.options: {err}") from None
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"model {cfg.model.name!r}: {err}") from None
             self.model = LossModel(self.network, self.loss_fn, name="loss_model")
             self.optimizer = build_optimizer(cfg.optimizer, cfg.schedule, self.network)
             self.model.compile(optimizer=self.optimizer, jit_compile=False)
@@ -549,7 +578,7 @@ class Trainer:
             return
         with self._writer(name).as_default():
             for key, value in values.items():
-                tf.summary.scalar(key, value, step=step)
+                write_scalar(key, value, step)
 
     def _best_score(self):
         path = os.path.join(self.run_dir, "best.json")
@@ -565,6 +594,7 @@ class Trainer:
         metrics = evaluate(self.network, self.val_ds, self.spec.task, self.num_classes,
                            self.config.run.val_steps)
         score = metrics[self.monitor]
+        self._last_val = (step, metrics)
         print(f"\nstep {step}: val {self.monitor} {score:.4f}", flush=True)
         if self.chief:
             self.log_scalars("val", step, {k: v for k, v in metrics.items()
@@ -589,8 +619,7 @@ class Trainer:
         panels = prediction_pictures(self.network, images, targets, self.spec.task,
                                      self.num_classes)
         with self._writer("val").as_default():
-            tf.summary.image("predictions", np.stack(panels), step=step,
-                             max_outputs=len(panels))
+            write_images("predictions", panels, step)
 
     def write_predictions(self):
         """Save [image | truth | prediction] PNGs of the first validation images."""
@@ -611,10 +640,10 @@ class Trainer:
 
     def train(self):
         """Train (resuming from ``backup/`` if present), evaluate, save; returns metrics."""
+        self.build()
         if self.chief:
             os.makedirs(self.run_dir, exist_ok=True)
             save_config(self.config, os.path.join(self.run_dir, "config.yaml"))
-        self.build()
         start = time.time()
         if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
             status = self._train_custom_loop()
@@ -623,12 +652,14 @@ class Trainer:
         train_seconds = time.time() - start
         if status is not None:
             raise FloatingPointError(status)
-        metrics = self.validate(int(self.optimizer.iterations.numpy()))
+        step = int(self.optimizer.iterations.numpy())
+        metrics = self._last_val[1] if self._last_val[0] == step else self.validate(step)
         if self.chief:
             self.network.save(os.path.join(self.run_dir, "final.keras"))
             self.write_predictions()
             summary = {k: v for k, v in metrics.items()}
             summary.update(steps=int(self.optimizer.iterations.numpy()),
+                           resumed_from=self.resumed_from,
                            train_seconds=round(train_seconds, 1), replicas=self.replicas,
                            global_batch=self.config.data.batch_size * self.replicas)
             with open(os.path.join(self.run_dir, "metrics.json"), "w") as f:
@@ -641,16 +672,18 @@ class Trainer:
         total_intervals = self.total_steps // interval
         per_epoch = self.config.schedule.steps_per_epoch // interval
         nan_guard = TerminateOnNaN()
+        progress = ProgressBar(self.total_steps, enabled=run.progress)
         callbacks = [
             keras.callbacks.BackupAndRestore(os.path.join(self.run_dir, "backup"),
                                              save_freq="epoch", double_checkpoint=True,
                                              delete_checkpoint=False),
             nan_guard,
-            ProgressBar(self.total_steps, enabled=run.progress),
+            progress,
             RunMonitor(self, per_epoch * run.val_every, total_intervals),
         ]
         self.model.fit(self.train_ds, epochs=total_intervals, steps_per_epoch=interval,
-                       callbacks=callbacks, verbose=0)
+                       callbacks=callbacks, shuffle=False, verbose=0)
+        self.resumed_from = progress.start
         return nan_guard.message
 
     def _train_custom_loop(self):
@@ -681,7 +714,9 @@ class Trainer:
             per_replica = self.strategy.run(replica_step, args=(images, targets))
             return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
-        step = int(optimizer.iterations.numpy())
+        step = self.resumed_from = int(optimizer.iterations.numpy())
+        if step:
+            print(f"resuming from step {step} (checkpoint in the run's backup/)", flush=True)
         steps_per_epoch = self.config.schedule.steps_per_epoch
         bar = tqdm(total=self.total_steps, initial=step, unit="step", file=sys.stdout,
                    disable=not (run.progress and self.chief), dynamic_ncols=True)

@@ -251,3 +251,208 @@ def save_png(path, rgb):
 def to_numpy(x):
     """Any tensor -> NumPy array."""
     return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+# ---------------------------------------------------------------------------------------
+# Method-specific figures
+# ---------------------------------------------------------------------------------------
+
+#: Side names of DFF's class-major fusion weights (Side5_i, Side1, Side2, Side3).
+DFF_SIDES = ("side5", "side1", "side2", "side3")
+
+
+def resize_map(values, size, interpolation=cv2.INTER_LINEAR):
+    """Resize a ``[h,w]`` or ``[h,w,C]`` array to ``size`` = (H, W) with OpenCV."""
+    values = np.asarray(values, dtype="float32")
+    height, width = size
+    if values.shape[:2] == (height, width):
+        return values
+    channels = values.shape[2] if values.ndim == 3 else None
+    out = cv2.resize(values, (width, height), interpolation=interpolation)
+    return out[..., None] if channels == 1 else out
+
+
+def _layer_names(model):
+    return {layer.name for layer in model.layers}
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype="float64")))
+
+
+def gff_gate_layers(model):
+    """Names of GFF gate layers (``gate_<level>``) present in ``model``, in model order."""
+    return [layer.name for layer in model.layers if layer.name.startswith("gate_")]
+
+
+def gate_figures(model, images):
+    """GFF: one heat map (0..1) per level gate; per-channel gates are averaged."""
+    from kerasfuse.models import intermediates
+
+    names = gff_gate_layers(model)
+    gates = intermediates(model, names)([images], training=False)
+    size = images.shape[1:3]
+    figures = {}
+    for name in names:
+        gate = to_numpy(gates[name])[0].astype("float32").mean(axis=-1)
+        figures[name] = heatmap(resize_map(gate, size), vmin=0.0, vmax=1.0)
+    return figures
+
+
+def decouple_figures(model, images):
+    """DecoupleSegNet: flow field (colour wheel), body / edge / fused features (PCA to
+    RGB) and the predicted boundary probability."""
+    from kerasfuse.models.decouple import decouple_intermediates
+
+    size = images.shape[1:3]
+    values = decouple_intermediates(model)([images], training=False)
+    outputs = model(images, training=False)
+    figures = {"flow": flow_to_color(resize_map(to_numpy(values["flow"])[0], size))}
+    figures["flow_wheel"] = color_wheel(64)
+    for key in ("body_features", "edge_features", "fused_features"):
+        pca = pca_to_rgb(to_numpy(values[key])[0])
+        figures[key.replace("_features", "_pca")] = to_uint8(resize_map(pca, size))
+    boundary = _sigmoid(to_numpy(outputs["boundary_logits"])[0, ..., 0])
+    figures["boundary"] = heatmap(boundary, vmin=0.0, vmax=1.0, colormap=cv2.COLORMAP_BONE)
+    return figures
+
+
+def dff_figures(model, images, palette=None):
+    """DFF: per-pixel fusion weight of every side (mean over classes; the location-
+    invariant learner gives one weight per image), the fused and Side5 edge maps."""
+    from kerasfuse.models import intermediates
+
+    size = images.shape[1:3]
+    sub = intermediates(model, ["fusion_weights"])
+    weights = to_numpy(sub([images], training=False)["fusion_weights"])[0]
+    num_sides = len(DFF_SIDES)
+    weights = weights.reshape(weights.shape[:2] + (-1, num_sides)).mean(axis=2)
+    low, high = float(weights.min()), float(weights.max())
+    figures = {}
+    for j, side in enumerate(DFF_SIDES):
+        figures[f"fusion_weight_{side}"] = heatmap(
+            resize_map(weights[..., j], size, cv2.INTER_NEAREST), vmin=low, vmax=high
+        )
+    outputs = model(images, training=False)
+    figures["fused_edges"] = edge_to_color(_sigmoid(to_numpy(outputs["logits"])[0]), palette)
+    figures["side5_edges"] = edge_to_color(
+        _sigmoid(to_numpy(outputs["side5_logits"])[0]), palette
+    )
+    return figures
+
+
+def dmnet_figures(model, images, max_channels=32):
+    """DMNet: the generated (per-image) depthwise kernels of every Dynamic Conv Module."""
+    from kerasfuse.models import intermediates
+
+    names = [layer.name for layer in model.layers
+             if layer.name.startswith("dcm") and layer.name.endswith("_kernels")]
+    kernels = intermediates(model, names)([images], training=False)
+    return {name: kernel_grid(to_numpy(kernels[name])[0], max_channels=max_channels)
+            for name in names}
+
+
+def exfuse_figures(model, images, palette=None):
+    """ExFuse: the SEB-enhanced low-level features (PCA to RGB) of every stage and, when
+    the model has it, the ECRE auxiliary prediction."""
+    from kerasfuse.models import intermediates
+
+    size = images.shape[1:3]
+    names = [layer.name for layer in model.layers if layer.name.startswith("seb_")]
+    figures = {}
+    if names:
+        values = intermediates(model, names)([images], training=False)
+        for name in names:
+            pca = pca_to_rgb(to_numpy(values[name])[0])
+            figures[f"{name}_pca"] = to_uint8(resize_map(pca, size))
+    outputs = model(images, training=False)
+    if "ecre_logits" in outputs:
+        figures["ecre_prediction"] = colorize(to_numpy(outputs["ecre_logits"])[0].argmax(-1),
+                                              palette)
+    return figures
+
+
+def method_of(model):
+    """Which method-specific figures apply to ``model``: "gff", "decouple", "dff", "dmnet",
+    "exfuse" or None, told from its layer names."""
+    names = _layer_names(model)
+    if any(n.startswith("seb_") for n in names) or "ecre" in names:
+        return "exfuse"
+    if "body_generation" in names:
+        return "decouple"
+    if "fusion_weights" in names:
+        return "dff"
+    if any(n.startswith("dcm") and n.endswith("_kernels") for n in names):
+        return "dmnet"
+    if gff_gate_layers(model):
+        return "gff"
+    return None
+
+
+def visualize_model(model, image, out_dir, task="segmentation", class_names=None,
+                    labels=None, prefix="", inference_options=None, probabilities=None):
+    """Write the prediction and the method's intermediates of one image as PNG files.
+
+    Args:
+        model: a kerasfuse functional model (dict outputs).
+        image: RGB image ``[H,W,3]`` in [0, 255].
+        out_dir: folder for the PNG files (created).
+        task: "segmentation" or "edge".
+        class_names: names for the legend (default "0", "1", ...).
+        labels: optional GT label map ``[H,W]``, drawn next to the prediction.
+        prefix: file-name prefix (e.g. the image id).
+        inference_options: keyword arguments of ``kerasfuse.inference.predict`` (mode,
+            crop_size, scales, ...); whole-image inference by default.
+        probabilities: already computed ``[H,W,K]`` probabilities of ``image`` (then no
+            inference is run for the prediction panel).
+
+    Returns:
+        Dict figure name -> PNG path. Always ``prediction`` (overlay + legend, or coloured
+        edges + legend for edge models) and ``summary`` (all panels tiled, titled); plus
+        per method: GFF ``gate_<level>``; DecoupleSegNet ``flow``, ``flow_wheel``,
+        ``body_pca``, ``edge_pca``, ``fused_pca``, ``boundary``; DFF
+        ``fusion_weight_side5|side1|side2|side3``, ``fused_edges``, ``side5_edges``; DMNet
+        ``dcm<k>_kernels``; ExFuse ``seb_<stage>_pca`` (SEB-gated features) and
+        ``ecre_prediction``. Every panel except legends, wheel and kernel grids has the
+        image's size.
+    """
+    from kerasfuse import inference
+
+    rgb = to_uint8(image)
+    images = np.asarray(image, dtype="float32")[None]
+    probs = probabilities
+    if probs is None:
+        probs = inference.predict(model, images, task=task, **(inference_options or {}))[0]
+    num_classes = probs.shape[-1]
+    names = list(class_names) if class_names is not None else [str(i) for i in
+                                                               range(num_classes)]
+    if len(names) != num_classes:
+        raise ValueError(f"{len(names)} class names given for a {num_classes}-class model")
+    if task == "edge":
+        palette = color_palette(num_classes + 1)[1:]
+        panels = {"edges": edge_to_color(probs, palette)}
+        prediction = with_legend(panels["edges"], names, palette)
+    else:
+        palette = color_palette(num_classes)
+        panels = {"overlay": overlay(rgb, probs.argmax(-1), palette=palette)}
+        if labels is not None:
+            panels["ground_truth"] = overlay(rgb, labels, palette=palette)
+        prediction = with_legend(hstack(list(panels.values())), names, palette)
+    method = method_of(model) if isinstance(model, keras.Model) else None
+    if method == "gff":
+        panels.update(gate_figures(model, images))
+    elif method == "decouple":
+        panels.update(decouple_figures(model, images))
+    elif method == "dff":
+        panels.update(dff_figures(model, images, palette))
+    elif method == "dmnet":
+        panels.update(dmnet_figures(model, images))
+    elif method == "exfuse":
+        panels.update(exfuse_figures(model, images, palette))
+    figures = {"prediction": prediction}
+    figures.update({k: v for k, v in panels.items()
+                    if k not in ("overlay", "ground_truth", "edges")})
+    figures["summary"] = tile([rgb] + list(panels.values()),
+                              titles=["image"] + list(panels), columns=4)
+    return {name: save_png(os.path.join(out_dir, f"{prefix}{name}.png"), picture)
+            for name, picture in figures.items()}

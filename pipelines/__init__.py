@@ -9,6 +9,7 @@ Public API (see docs/data.md):
 * ``write_split``, ``Sample`` — the sharded, atomic, resumable writer the converters use.
 """
 
+from pipelines import schema
 from pipelines.edges import binary_boundary, semantic_edges
 from pipelines.reader import make_dataset
 from pipelines.synthetic import SYNTHETIC_CLASSES, build_synthetic
@@ -21,6 +22,7 @@ __all__ = [
     "build_synthetic",
     "make_dataset",
     "read_manifest",
+    "schema",
     "semantic_edges",
     "verify_split",
     "write_split",

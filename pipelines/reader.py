@@ -83,10 +83,11 @@ def make_dataset(
         training: True: shuffle, augment (random scale in ``scale_range``, pad with
             ``pad_value`` / ignore, random crop of ``crop_size``, horizontal flip, colour
             jitter), repeat and drop the last partial batch by default. False: no
-            randomness; with ``crop_size`` images are padded bottom/right to at least
-            ``crop_size`` and centre-cropped; with ``crop_size=None`` they keep their size
-            and a batch is padded (bottom/right, ignore label / ``pad_value``) to its
-            largest image, so ``batch_size=1`` yields images exactly as stored.
+            randomness, shards read in order; with ``crop_size`` images are padded
+            bottom/right to at least ``crop_size`` and centre-cropped; with
+            ``crop_size=None`` they keep their size and a batch is padded (bottom/right,
+            ignore label / ``pad_value``) to its largest image, so ``batch_size=1`` yields
+            images exactly as stored.
         crop_size: (height, width) of the output, or None (training requires it).
         batch_size: examples per batch.
         targets: subset of ``("labels", "edges", "boundary")``: ``labels`` int32 [B,H,W]
@@ -152,16 +153,18 @@ def make_dataset(
     options = tf.data.Options()
     options.deterministic = True
 
-    file_ds = tf.data.Dataset.from_tensor_slices(files)
     if training:
+        file_ds = tf.data.Dataset.from_tensor_slices(files)
         file_ds = file_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    ds = file_ds.interleave(
-        tf.data.TFRecordDataset,
-        cycle_length=min(cycle_length, len(files)),
-        block_length=1,
-        num_parallel_calls=num_parallel_calls,
-        deterministic=True,
-    )
+        ds = file_ds.interleave(
+            tf.data.TFRecordDataset,
+            cycle_length=min(cycle_length, len(files)),
+            block_length=1,
+            num_parallel_calls=num_parallel_calls,
+            deterministic=True,
+        )
+    else:
+        ds = tf.data.TFRecordDataset(files)
     if shuffle_buffer:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:

@@ -96,7 +96,7 @@ def encode_example(sample):
         ),
     }
     example = tf.train.Example(features=tf.train.Features(feature=feature))
-    return example.SerializeToString()
+    return example.SerializeToString(deterministic=True)
 
 
 def parse_example(serialized):

@@ -4,12 +4,14 @@ import json
 import os
 import shutil
 
+import cv2
 import keras
 import numpy as np
 import pytest
 
 import evaluate
 import kerasfuse
+import predict
 from kerasfuse.metrics import confusion_matrix, mean_iou_from_confusion
 from pipelines import build_synthetic, make_dataset
 
@@ -115,3 +117,55 @@ def test_savedmodel_directory(workspace):
     assert report["metrics"]["mean_iou"] == pytest.approx(reference["metrics"]["mean_iou"],
                                                           abs=1e-5)
     os.remove(out)
+
+
+def test_predict_cli_tfrecords_and_image_files(workspace, tmp_path, capsys):
+    out = tmp_path / "pred"
+    assert predict.main([str(workspace / "fcn.keras"), "--data", data_pattern(workspace),
+                         "--max-images", "2", "--out", str(out)]) == 0
+    for image_id in ("00000", "00001"):
+        for kind in ("prediction", "summary", "classes"):
+            assert (out / f"{image_id}_{kind}.png").is_file()
+    classes = cv2.imread(str(out / "00000_classes.png"), cv2.IMREAD_UNCHANGED)
+    assert classes.shape == (32, 32) and classes.max() < 7
+    # Prediction with ground truth: overlay + GT overlay + legend (7 classes).
+    assert cv2.imread(str(out / "00000_prediction.png")).shape == (7 * 18 + 4,
+                                                                   32 + 4 + 32 + 4 + 160, 3)
+    image_path = tmp_path / "photo.png"
+    cv2.imwrite(str(image_path), np.full((20, 24, 3), 90, "uint8"))
+    assert predict.main([str(workspace / "fcn.keras"), str(tmp_path / "*.png"), "--task",
+                         "edge", "--out", str(tmp_path / "edges"), "--class-names",
+                         *"abcdefg"]) == 0
+    assert cv2.imread(str(tmp_path / "edges" / "photo_prediction.png")).shape == (
+        7 * 18 + 4, 24 + 4 + 160, 3)
+    assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "give image files or --data"),
+        (["nothere.png"], "image file not found"),
+        (["*.nothing"], "no image matches"),
+        (["--data", "/nonexistent/*.tfrecord"], "no TFRecord files"),
+    ],
+)
+def test_predict_bad_input(workspace, capsys, argv, message):
+    assert predict.main([str(workspace / "fcn.keras")] + argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("predict.py: error:") and message in err[0]
+
+
+@pytest.mark.slow
+def test_edge_model_task_from_registry(workspace):
+    keras.utils.set_random_seed(3)
+    path = workspace / "dff.keras"
+    kerasfuse.build_model("dff", 7, backbone="resnet_tiny").save(str(path))
+    out = workspace / "dff.json"
+    assert evaluate.main([str(path), "--data", data_pattern(workspace), "--max-images", "2",
+                          "--edge-tolerance", "0.0035", "--output", str(out), "--quiet"]) == 0
+    report = json.loads(out.read_text())
+    assert report["task"] == "edge" and report["model_name"] == "dff"
+    assert report["metrics"]["edge_tolerance"] == 0.0035
+    assert set(report["per_class"]["disk"]) == {"ods_f", "ods_threshold", "ois_f"}
+    assert 0.0 <= report["metrics"]["mf_ods"] <= 1.0

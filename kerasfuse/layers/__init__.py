@@ -2,14 +2,22 @@
 
 from kerasfuse.layers.adaptive_average_pooling2d import AdaptiveAveragePooling2D
 from kerasfuse.layers.adaptive_weight_fusion import AdaptiveWeightFusion
+from kerasfuse.layers.addition_fusion import AdditionFusion
 from kerasfuse.layers.aspp import ASPP
 from kerasfuse.layers.bilinear_warp import BilinearWarp
 from kerasfuse.layers.boundary_refinement import BoundaryRefinement
+from kerasfuse.layers.concat_fusion import ConcatFusion
+from kerasfuse.layers.context_aware_filters import ContextAwareFilters
+from kerasfuse.layers.dense_feature_pyramid import DenseFeaturePyramid
 from kerasfuse.layers.densely_adjacent_prediction import DenselyAdjacentPrediction
+from kerasfuse.layers.dynamic_conv_module import DynamicConvModule
 from kerasfuse.layers.dynamic_depthwise_conv2d import DynamicDepthwiseConv2D
 from kerasfuse.layers.explicit_channel_resolution_embedding import (
     ExplicitChannelResolutionEmbedding,
 )
+from kerasfuse.layers.fpn_fusion import FPNFusion
+from kerasfuse.layers.gated_fpn_fusion import GatedFPNFusion
+from kerasfuse.layers.gated_fully_fusion import GatedFullyFusion
 from kerasfuse.layers.global_convolution import GlobalConvolution
 from kerasfuse.layers.image_normalization import ImageNormalization
 from kerasfuse.layers.location_adaptive_weight_learner import LocationAdaptiveWeightLearner
@@ -21,17 +29,27 @@ from kerasfuse.layers.resize_like import ResizeLike
 from kerasfuse.layers.semantic_embedding_branch import SemanticEmbeddingBranch
 from kerasfuse.layers.shared_concatenation import SharedConcatenation
 from kerasfuse.layers.side_feature_normalization import SideFeatureNormalization
+from kerasfuse.layers.static_conv_module import StaticConvModule
 
 __all__ = [
     "ASPP",
     "AdaptiveAveragePooling2D",
     "BilinearWarp",
+    "ContextAwareFilters",
+    "DynamicConvModule",
     "DynamicDepthwiseConv2D",
     "BilinearWarp",
     "DynamicDepthwiseConv2D",
     "ImageNormalization",
     "PyramidPooling",
     "ResizeLike",
+    "StaticConvModule",
+    "AdditionFusion",
+    "ConcatFusion",
+    "DenseFeaturePyramid",
+    "FPNFusion",
+    "GatedFPNFusion",
+    "GatedFullyFusion",
     "BoundaryRefinement",
     "DenselyAdjacentPrediction",
     "ExplicitChannelResolutionEmbedding",

@@ -44,12 +44,13 @@ class ContextAwareFilters(keras.layers.Layer):
 
     def __init__(self, filter_size, channels=512, **kwargs):
         super().__init__(**kwargs)
+        dtype = self.dtype_policy  # sublayers follow this layer's dtype policy
         check_positive_int("filter_size", filter_size)
         check_positive_int("channels", channels)
         self.filter_size = filter_size
         self.channels = channels
-        self.pool = AdaptiveAveragePooling2D(filter_size, name="pool")
-        self.conv = keras.layers.Conv2D(channels, 1, use_bias=True, name="conv")
+        self.pool = AdaptiveAveragePooling2D(filter_size, name="pool", dtype=dtype)
+        self.conv = keras.layers.Conv2D(channels, 1, use_bias=True, name="conv", dtype=dtype)
 
     def build(self, input_shape):
         k = self.filter_size

@@ -50,17 +50,19 @@ class DynamicConvModule(keras.layers.Layer):
 
     def __init__(self, channels=512, fusion=True, **kwargs):
         super().__init__(**kwargs)
+        dtype = self.dtype_policy  # sublayers follow this layer's dtype policy
         check_positive_int("channels", channels)
         self.channels = channels
         self.fusion = bool(fusion)
-        self.reduce_conv = keras.layers.Conv2D(channels, 1, use_bias=False, name="reduce_conv")
-        self.reduce_bn = batch_norm(name="reduce_bn")
-        self.dynamic_conv = DynamicDepthwiseConv2D(name="dynamic_conv")
-        self.dynamic_bn = batch_norm(name="dynamic_bn")
+        self.reduce_conv = keras.layers.Conv2D(channels, 1, use_bias=False, name="reduce_conv",
+                                               dtype=dtype)
+        self.reduce_bn = batch_norm(name="reduce_bn", dtype=dtype)
+        self.dynamic_conv = DynamicDepthwiseConv2D(name="dynamic_conv", dtype=dtype)
+        self.dynamic_bn = batch_norm(name="dynamic_bn", dtype=dtype)
         if self.fusion:
             self.fusion_conv = keras.layers.Conv2D(channels, 1, use_bias=False,
-                                                   name="fusion_conv")
-            self.fusion_bn = batch_norm(name="fusion_bn")
+                                                   name="fusion_conv", dtype=dtype)
+            self.fusion_bn = batch_norm(name="fusion_bn", dtype=dtype)
 
     def build(self, inputs_shape, filters_shape):
         if filters_shape[-1] is not None and filters_shape[-1] != self.channels:

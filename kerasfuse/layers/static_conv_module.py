@@ -41,18 +41,20 @@ class StaticConvModule(keras.layers.Layer):
 
     def __init__(self, filter_size, channels=512, fusion=True, **kwargs):
         super().__init__(**kwargs)
+        dtype = self.dtype_policy  # sublayers follow this layer's dtype policy
         check_positive_int("filter_size", filter_size)
         check_positive_int("channels", channels)
         self.filter_size = filter_size
         self.channels = channels
         self.fusion = bool(fusion)
-        self.reduce_conv = keras.layers.Conv2D(channels, 1, use_bias=False, name="reduce_conv")
-        self.reduce_bn = batch_norm(name="reduce_bn")
-        self.depthwise_bn = batch_norm(name="depthwise_bn")
+        self.reduce_conv = keras.layers.Conv2D(channels, 1, use_bias=False, name="reduce_conv",
+                                               dtype=dtype)
+        self.reduce_bn = batch_norm(name="reduce_bn", dtype=dtype)
+        self.depthwise_bn = batch_norm(name="depthwise_bn", dtype=dtype)
         if self.fusion:
             self.fusion_conv = keras.layers.Conv2D(channels, 1, use_bias=False,
-                                                   name="fusion_conv")
-            self.fusion_bn = batch_norm(name="fusion_bn")
+                                                   name="fusion_conv", dtype=dtype)
+            self.fusion_bn = batch_norm(name="fusion_bn", dtype=dtype)
 
     def build(self, input_shape):
         k, c = self.filter_size, self.channels

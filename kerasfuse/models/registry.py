@@ -117,6 +117,9 @@ for _spec in (
     ModelSpec("gcn", "kerasfuse.models.exfuse:build_gcn", "segmentation",
               description="GCN (Large Kernel Matters) decoder, ExFuse's baseline"),
     ModelSpec("exfuse", "kerasfuse.models.exfuse:build_exfuse", "segmentation",
+              loss_defaults={"aux_weights": {
+                  "ecre_logits": 1.0, "ss_logits_res2": 1.0, "ss_logits_res3": 1.0,
+                  "ss_logits_res4": 1.0, "ss_logits_res5": 1.0}},
               description="ExFuse: SEB, ECRE, DAP, semantic supervision (ECCV 2018)"),
 ):
     register(_spec)

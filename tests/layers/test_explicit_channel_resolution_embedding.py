@@ -22,14 +22,14 @@ def numpy_depth_to_space(x, r):
 
 
 def test_hand_computed_pixel_shuffle():
-    # Identity 1x1 sub-pixel conv on C=1: the 4 channels of pixel (0,0) fill a 2x2 block.
-    x = np.arange(4, dtype="float32").reshape(1, 1, 1, 4)
+    # C = 1, 1x1 sub-pixel conv with weights (0, 1, 2, 3): the 4 channels of the single
+    # pixel fill its 2x2 output block row-major.
     layer = ExplicitChannelResolutionEmbedding(num_classes=2, kernel_size=1)
-    x1 = x[..., :1]
-    layer(x1)
+    x = np.ones((1, 1, 1, 1), "float32")
+    layer(x)
     layer.subpixel_conv.set_weights([np.array([0.0, 1.0, 2.0, 3.0]).reshape(1, 1, 1, 4),
                                      np.zeros(4)])
-    features, _ = layer(np.ones((1, 1, 1, 1), "float32"))
+    features, _ = layer(x)
     np.testing.assert_allclose(np.asarray(features)[0, :, :, 0], [[0.0, 1.0], [2.0, 3.0]])
 
 
@@ -52,7 +52,6 @@ def test_matches_numpy_formula():
 @pytest.mark.parametrize("output", [0, 1])
 def test_input_gradient_matches_finite_differences(output):
     layer = ExplicitChannelResolutionEmbedding(num_classes=2, dtype="float64")
-    layer.classifier = keras.layers.Conv2D(2, 1, dtype="float64", name="classifier")
     check_input_gradient(lambda x: layer(x)[output],
                          [np.random.RandomState(2).randn(1, 3, 3, 2)])
 

@@ -62,7 +62,10 @@ def test_hand_computed_constant_gate():
 def test_gradients_match_finite_differences(argnum):
     rng = np.random.RandomState(3)
     inputs = [rng.randn(1, 4, 4, 2), rng.randn(1, 2, 2, 3), rng.randn(1, 1, 1, 2)]
-    check_input_gradient(SemanticEmbeddingBranch(dtype="float64"), inputs, argnum=argnum)
+    # SEB is linear in each single input, so a large step is exact; it absorbs the float32
+    # arithmetic of tf.image.resize inside the resize helper.
+    check_input_gradient(SemanticEmbeddingBranch(dtype="float64"), inputs, argnum=argnum,
+                         atol=1e-5, eps=0.5)
 
 
 def test_layer_contract():

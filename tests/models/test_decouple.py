@@ -1,0 +1,181 @@
+"""DecoupleSegNet models on FCN, PSPNet and DeepLabv3+: shapes, intermediates, training."""
+
+import os
+import tempfile
+
+import keras
+import numpy as np
+import pytest
+
+from kerasfuse.losses.decouple import DecoupleLoss
+from kerasfuse.models import build_loss, build_model, intermediates
+from kerasfuse.models.decouple import (
+    INTERMEDIATE_LAYERS,
+    build_decouple_segnet,
+    decouple_intermediates,
+)
+from tests.models.fit_utils import fit_steps
+
+CONTEXTS = ("fcn", "pspnet", "deeplabv3plus")
+TINY = {"backbone": "resnet_tiny", "input_shape": (64, 64, 3), "head_channels": 16,
+        "context_channels": 16, "fine_channels": 8, "edge_channels": 8}
+NUM_CLASSES = 3
+
+
+def _images(batch=2, seed=0):
+    return np.random.RandomState(seed).uniform(0, 255, (batch, 64, 64, 3)).astype("float32")
+
+
+def _labels(batch=2):
+    labels = np.zeros((batch, 64, 64), "int32")
+    labels[:, 16:48, 8:40] = 1
+    labels[:, 40:, 44:] = 2
+    labels[:, :3, :] = 255
+    return labels
+
+
+@pytest.mark.parametrize("context", CONTEXTS)
+def test_forward_shapes_and_intermediates(context):
+    model = build_model(f"decouple_{context}", NUM_CLASSES, **TINY)
+    assert model.name == f"decouple_{context}"
+    images = _images()
+    out = model(images)
+    assert sorted(out) == ["body_logits", "boundary_logits", "logits"]
+    assert tuple(out["logits"].shape) == (2, 64, 64, NUM_CLASSES)
+    assert tuple(out["body_logits"].shape) == (2, 64, 64, NUM_CLASSES)
+    assert tuple(out["boundary_logits"].shape) == (2, 64, 64, 1)
+    for value in out.values():
+        assert value.dtype == "float32"
+        assert np.all(np.isfinite(np.asarray(value)))
+
+    inter = decouple_intermediates(model)(images)
+    assert tuple(inter["flow"].shape) == (2, 8, 8, 2)
+    assert tuple(inter["body_features"].shape) == (2, 8, 8, 16)
+    assert tuple(inter["edge_features"].shape) == (2, 16, 16, 16)
+    assert tuple(inter["fused_features"].shape) == (2, 16, 16, 16)
+    assert tuple(inter["fine_features"].shape) == (2, 16, 16, 8)
+    named = intermediates(model, list(INTERMEDIATE_LAYERS))(images)
+    np.testing.assert_allclose(np.asarray(named["edge_features"]),
+                               np.asarray(inter["edge_features"]), atol=1e-6)
+
+
+def test_fused_feature_is_edge_plus_upsampled_body():
+    model = build_decouple_segnet(NUM_CLASSES, context="deeplabv3plus", **TINY)
+    inter = decouple_intermediates(model)(_images(1))
+    body = np.asarray(inter["body_features"])[0]
+    # Half-pixel bilinear x2 upsampling of an 8x8 map, written out with a loop.
+    up = np.zeros((16, 16, body.shape[-1]))
+    for i in range(16):
+        sy = min(max((i + 0.5) / 2 - 0.5, 0.0), 7.0)
+        y0, ly = int(np.floor(sy)), sy - np.floor(sy)
+        y1 = min(y0 + 1, 7)
+        for j in range(16):
+            sx = min(max((j + 0.5) / 2 - 0.5, 0.0), 7.0)
+            x0, lx = int(np.floor(sx)), sx - np.floor(sx)
+            x1 = min(x0 + 1, 7)
+            up[i, j] = ((1 - ly) * ((1 - lx) * body[y0, x0] + lx * body[y0, x1])
+                        + ly * ((1 - lx) * body[y1, x0] + lx * body[y1, x1]))
+    expected = np.asarray(inter["edge_features"])[0] + up
+    np.testing.assert_allclose(np.asarray(inter["fused_features"])[0], expected, atol=1e-4)
+
+
+def test_registry_loss_and_aux_head():
+    model = build_model("decouple_pspnet", NUM_CLASSES, aux_head=True, **TINY)
+    out = model(_images())
+    assert tuple(out["aux_logits"].shape) == (2, 64, 64, NUM_CLASSES)
+    loss = build_loss("decouple_pspnet", NUM_CLASSES)
+    assert isinstance(loss, DecoupleLoss)
+    values = loss({"labels": _labels()}, out)
+    assert set(values) == {"loss", "body", "edge", "edge_bce", "edge_ce", "final", "aux"}
+    assert np.isfinite(float(values["loss"]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("context", CONTEXTS)
+def test_fit_steps_decrease_loss(context):
+    model = build_model(f"decouple_{context}", NUM_CLASSES, **TINY)
+    loss = build_loss(f"decouple_{context}", NUM_CLASSES)
+    losses = fit_steps(model, loss, _images(), {"labels": _labels()}, steps=6, lr=0.01)
+    assert all(np.isfinite(losses)), losses
+    assert losses[-1] < losses[0], losses
+
+
+def test_fit_step_with_given_boundary_target():
+    from pipelines.edges import binary_boundary
+
+    model = build_model("decouple_deeplabv3plus", NUM_CLASSES, **TINY)
+    loss = build_loss("decouple_deeplabv3plus", NUM_CLASSES)
+    labels = _labels()
+    targets = {"labels": labels, "boundary": np.asarray(binary_boundary(labels))}
+    losses = fit_steps(model, loss, _images(), targets, steps=2, lr=0.01)
+    assert all(np.isfinite(losses)), losses
+
+
+def test_save_and_reload_keras_file():
+    model = build_decouple_segnet(NUM_CLASSES, context="fcn", flow_units="normalized",
+                                  **TINY)
+    images = _images(1)
+    before = model(images)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "decouple.keras")
+        model.save(path)
+        reloaded = keras.saving.load_model(path)
+    after = reloaded(images)
+    for key in before:
+        np.testing.assert_allclose(np.asarray(before[key]), np.asarray(after[key]), atol=1e-5)
+    assert reloaded.get_layer("body_generation").flow_units == "normalized"
+
+
+def test_mixed_precision_outputs_are_float32():
+    keras.config.set_dtype_policy("mixed_float16")
+    model = build_decouple_segnet(NUM_CLASSES, context="deeplabv3plus", **TINY)
+    out = model(_images(1))
+    for key, value in out.items():
+        assert value.dtype == "float32", key
+        assert np.all(np.isfinite(np.asarray(value))), key
+
+
+def test_dynamic_input_size():
+    model = build_decouple_segnet(NUM_CLASSES, context="pspnet",
+                                  **{**TINY, "input_shape": (None, None, 3)})
+    out = model(np.zeros((1, 72, 88, 3), "float32"))
+    assert tuple(out["logits"].shape) == (1, 72, 88, NUM_CLASSES)
+    assert tuple(out["boundary_logits"].shape) == (1, 72, 88, 1)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"context": "unet"}, "context"),
+    ({"head_channels": 0}, "head_channels"),
+    ({"context_channels": -4}, "context_channels"),
+    ({"fine_channels": 1.5}, "fine_channels"),
+    ({"dropout": 1.0}, "dropout"),
+    ({"num_downsample_convs": 0}, "num_convs"),
+    ({"flow_units": "metres"}, "flow_units"),
+])
+def test_bad_options_raise(kwargs, match):
+    options = {**TINY, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        build_decouple_segnet(NUM_CLASSES, **options)
+
+
+def test_intermediates_of_other_model_raise():
+    model = build_model("fcn", NUM_CLASSES, backbone="resnet_tiny", input_shape=(64, 64, 3),
+                        head_channels=16)
+    with pytest.raises(ValueError, match="not a DecoupleSegNet"):
+        decouple_intermediates(model)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", ["resnet50", "resnet101"])
+@pytest.mark.parametrize("context", CONTEXTS)
+def test_builds_at_512_with_full_backbones(context, backbone):
+    model = build_model(f"decouple_{context}", 19, backbone=backbone,
+                        input_shape=(512, 512, 3))
+    params = model.count_params()
+    baseline = build_model(context, 19, backbone=backbone, input_shape=(512, 512, 3),
+                           aux_head=False).count_params()
+    assert model.output["logits"].shape == (None, 512, 512, 19)
+    assert model.output["boundary_logits"].shape == (None, 512, 512, 1)
+    # The decoupling adds a few million parameters on top of the baseline, not tens.
+    assert 0 < params - baseline < 6_000_000, (params, baseline)
+    keras.backend.clear_session()

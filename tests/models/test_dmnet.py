@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+
+import kerasfuse
+from kerasfuse.layers import ContextAwareFilters, DynamicConvModule, StaticConvModule
+from kerasfuse.models import intermediates
+from tests.models.fit_utils import fit_steps
+
+TINY = {"backbone": "resnet_tiny", "head_channels": 16, "dcm_channels": 8,
+        "aux_channels": 8}
+
+
+def _batch(size=64, classes=4):
+    rng = np.random.RandomState(0)
+    images = rng.uniform(0, 255, (2, size, size, 3)).astype("float32")
+    labels = np.zeros((2, size, size), "int32")
+    labels[:, size // 4: size // 2, size // 8: 7 * size // 8] = 1
+    labels[1, size // 2:, : size // 2] = classes - 1
+    labels[0, :3] = 255
+    return images, labels
+
+
+@pytest.mark.parametrize("name", ["dmnet", "dmnet_static"])
+def test_forward_shapes_and_dtypes(name):
+    model = kerasfuse.build_model(name, 4, **TINY)
+    out = model(np.zeros((2, 64, 64, 3), "float32"))
+    assert sorted(out) == ["aux_logits", "logits"]
+    for value in out.values():
+        assert tuple(value.shape) == (2, 64, 64, 4)
+        assert value.dtype == "float32"
+
+
+def test_dmnet_structure_follows_the_paper():
+    model = kerasfuse.build_model("dmnet", 4, **TINY)
+    for k in (1, 3, 5, 7):
+        assert isinstance(model.get_layer(f"dcm{k}_kernels"), ContextAwareFilters)
+        assert isinstance(model.get_layer(f"dcm{k}"), DynamicConvModule)
+        assert model.get_layer(f"dcm{k}").fusion
+    # concat [res5 (256 ch for resnet_tiny), 4 x DCM (8 ch)] -> 3x3 conv to 16.
+    assert model.get_layer("dmnet_bottleneck_conv").kernel.shape == (3, 3, 256 + 4 * 8, 16)
+    static = kerasfuse.build_model("dmnet_static", 4, filter_sizes=(1, 3), **TINY)
+    assert [type(static.get_layer(f"scm{k}")) for k in (1, 3)] == [StaticConvModule] * 2
+
+
+def test_generated_kernels_are_retrievable_and_input_dependent():
+    model = kerasfuse.build_model("dmnet", 4, filter_sizes=(3, 5), **TINY)
+    sub = intermediates(model, ["dcm3_kernels", "dcm5_kernels", "dcm5"])
+    images, _ = _batch()
+    out = sub(images)
+    assert tuple(out["dcm3_kernels"].shape) == (2, 3, 3, 8)
+    assert tuple(out["dcm5_kernels"].shape) == (2, 5, 5, 8)
+    assert tuple(out["dcm5"].shape) == (2, 8, 8, 8)
+    kernels = np.asarray(out["dcm3_kernels"])
+    assert not np.allclose(kernels[0], kernels[1])
+
+
+@pytest.mark.parametrize("name", ["dmnet", "dmnet_static"])
+def test_fit_steps_decrease_loss(name):
+    images, labels = _batch()
+    model = kerasfuse.build_model(name, 4, **TINY)
+    losses = fit_steps(model, kerasfuse.build_loss(name, 4), images, {"labels": labels},
+                       steps=6)
+    assert np.all(np.isfinite(losses))
+    assert losses[-1] < losses[0]
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match=r"filter_sizes .* got \(1, 0\)"):
+        kerasfuse.build_model("dmnet", 4, filter_sizes=(1, 0), **TINY)
+    with pytest.raises(ValueError, match=r"must not repeat a size, got \(3, 3\)"):
+        kerasfuse.build_model("dmnet", 4, filter_sizes=(3, 3), **TINY)
+    with pytest.raises(ValueError, match="dcm_channels must be a positive int, got 0"):
+        kerasfuse.build_model("dmnet", 4, backbone="resnet_tiny", dcm_channels=0)
+
+
+def test_dmnet_without_aux_head_or_fusion():
+    model = kerasfuse.build_model("dmnet", 3, filter_sizes=(1,), fusion=False,
+                                  aux_head=False, **TINY)
+    out = model(np.zeros((1, 32, 32, 3), "float32"))
+    assert list(out) == ["logits"]
+    assert not model.get_layer("dcm1").fusion
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", ["resnet50", "resnet101"])
+def test_build_at_512_with_resnets(backbone):
+    for name in ("dmnet", "dmnet_static"):
+        model = kerasfuse.build_model(name, 19, backbone=backbone,
+                                      input_shape=(512, 512, 3))
+        assert model.outputs[0].shape[1:] == (512, 512, 19)
+        head = model.count_params() - model.get_layer("backbone").count_params()
+        # 4 modules (filter gen 2048->512 with bias, reduce, fusion) + BN, the 3x3
+        # bottleneck (2048 + 4 * 512 -> 512), classifier and aux head.
+        assert model.get_layer("dcm7").reduce_conv.kernel.shape == (1, 1, 2048, 512)
+        assert head > 2.5e7
