@@ -130,6 +130,7 @@ def load_model(path):
             adapter = SavedModelAdapter(path)
             return adapter, adapter.name
         path = find_keras_file(path)
+        print(f"model file: {path}")
     elif not path.endswith(".keras"):
         raise UsageError(f"model must be a .keras file, a run directory or a SavedModel: {path}")
     import_method_modules()

@@ -269,17 +269,15 @@ def make_strategy(kind="auto", devices=0):
             "one_device" to force it.
         devices: logical CPU devices to configure first (0 = none).
     """
+    if kind == "auto" and _tf_config_workers() > 1:
+        kind = "multi_worker"
+    if kind == "multi_worker":
+        # Created before anything lists devices: collectives are configured at startup.
+        return tf.distribute.MultiWorkerMirroredStrategy()
     logical = configure_logical_devices(devices)
     gpus = tf.config.list_logical_devices("GPU")
     if kind == "auto":
-        if _tf_config_workers() > 1:
-            kind = "multi_worker"
-        elif len(gpus) > 1 or (devices and logical > 1):
-            kind = "mirrored"
-        else:
-            kind = "one_device"
-    if kind == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        kind = "mirrored" if len(gpus) > 1 or (devices and logical > 1) else "one_device"
     if kind == "mirrored":
         if gpus:
             return tf.distribute.MirroredStrategy()

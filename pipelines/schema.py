@@ -109,9 +109,15 @@ def decode_example(features):
 
     Returns a dict with ``image`` uint8 [H,W,3] (RGB), ``labels`` uint8 [H,W],
     ``instances`` int32 [H,W] (zeros when the record has none) and ``source_id``.
-    A label map whose size differs from the image raises InvalidArgumentError naming the
-    record's source id.
+    A record without image or label bytes, or whose label map size differs from the image,
+    raises InvalidArgumentError naming the record's source id.
     """
+    tf.debugging.Assert(
+        tf.logical_and(
+            tf.strings.length(features[IMAGE_KEY]) > 0, tf.strings.length(features[LABEL_KEY]) > 0
+        ),
+        ["corrupt record: empty image or label in record", features[SOURCE_ID_KEY]],
+    )
     image = tf.io.decode_image(features[IMAGE_KEY], channels=3, expand_animations=False)
     labels = tf.io.decode_png(features[LABEL_KEY], channels=1)[..., 0]
     size = tf.shape(image)[:2]

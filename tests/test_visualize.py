@@ -156,3 +156,13 @@ def test_exfuse_seb_and_ecre_figures(scene, tmp_path):
     check_image_sized(paths, ["seb_res2_pca", "seb_res3_pca", "seb_res4_pca",
                               "ecre_prediction"])
     check_prediction_and_summary(paths, len(SYNTHETIC_CLASSES), with_gt=False)
+
+
+def test_gff_gate_figures(scene, tmp_path):
+    image, _ = scene
+    model = build("gffnet", head_channels=16, fusion_channels=16, aux_channels=8)
+    paths = viz.visualize_model(model, image, str(tmp_path), class_names=SYNTHETIC_CLASSES)
+    gates = [f"gate_{level}" for level in ("res2", "res3", "res4", "res5")]
+    assert [name for name in paths if name.startswith("gate_")] == gates
+    check_image_sized(paths, gates)
+    check_prediction_and_summary(paths, len(SYNTHETIC_CLASSES), with_gt=False)

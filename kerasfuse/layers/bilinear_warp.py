@@ -31,7 +31,8 @@ class BilinearWarp(keras.layers.Layer):
       default) or ``sx = (gx + 1) * (W - 1) / 2`` for ``align_corners=True`` (the same for
       ``y`` with ``H``). The two conventions give different results.
 
-    Sampling coordinates and weights are computed in float32 even under mixed precision.
+    Sampling coordinates and weights are computed in float32 even under mixed precision
+    (float64 for float64 inputs).
     The four corners are read with ONE gather on the flattened ``[B * H * W, C]`` input,
     which converts to TFLite's builtin GATHER.
 
@@ -89,11 +90,11 @@ class BilinearWarp(keras.layers.Layer):
         self._check_shapes(x_shape, flow_shape)
 
     def _sample_coordinates(self, flow, height, width):
-        """Float32 sampling coordinates ``(sx, sy)`` of shape [B, H, W] in x's pixels."""
-        w = ops.cast(width, "float32")
-        h = ops.cast(height, "float32")
-        cols = ops.cast(ops.arange(width), "float32")[None, None, :]
-        rows = ops.cast(ops.arange(height), "float32")[None, :, None]
+        """Sampling coordinates ``(sx, sy)`` of shape [B, H, W] in x's pixels."""
+        w = ops.cast(width, flow.dtype)
+        h = ops.cast(height, flow.dtype)
+        cols = ops.cast(ops.arange(width), flow.dtype)[None, None, :]
+        rows = ops.cast(ops.arange(height), flow.dtype)[None, :, None]
         dx, dy = flow[..., 0], flow[..., 1]
         if self.flow_units == "pixels":
             return cols + dx, rows + dy
@@ -107,7 +108,11 @@ class BilinearWarp(keras.layers.Layer):
     def call(self, x, flow):
         self._check_shapes(x.shape, flow.shape)
         batch, height, width, channels = ops.shape(x)
-        sx, sy = self._sample_coordinates(ops.cast(flow, "float32"), height, width)
+        # float16 cannot address pixels finely enough: coordinates are at least float32.
+        coord_dtype = "float64" if keras.backend.standardize_dtype(x.dtype) == "float64" else (
+            "float32"
+        )
+        sx, sy = self._sample_coordinates(ops.cast(flow, coord_dtype), height, width)
         x0 = ops.floor(sx)
         y0 = ops.floor(sy)
         wx1 = sx - x0

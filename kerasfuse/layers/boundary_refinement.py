@@ -8,7 +8,7 @@ from keras import ops
 class BoundaryRefinement(keras.layers.Layer):
     """Residual block that refines score maps near object boundaries.
 
-    ``BR(x) = x + conv_{3x3}(relu(conv_{3x3}(x)))`` (Peng et al., Sec. 3.2, Fig. 2(c)): the
+    ``BR(x) = x + conv_{3x3}(relu(conv_{3x3}(x)))`` (Peng et al., Fig. 2(C)): the
     residual branch only has to model the correction at boundaries. Both convolutions keep
     the channel count of ``x``, use "same" zero padding and a bias; there is no
     normalisation, as in the paper.
@@ -28,7 +28,7 @@ class BoundaryRefinement(keras.layers.Layer):
 
     Reference:
         Peng et al., "Large Kernel Matters — Improve Semantic Segmentation by Global
-        Convolutional Network", CVPR 2017, Sec. 3.2, Fig. 2(c).
+        Convolutional Network", CVPR 2017, "Boundary Refinement", Fig. 2(C).
     """
 
     def __init__(self, kernel_size=3, **kwargs):

@@ -12,7 +12,7 @@ class DenselyAdjacentPrediction(keras.layers.Layer):
 
     The input holds ``k * k * C`` channels; channel ``c * k*k + l * k + m`` (class-major)
     is the score of class ``c`` that position ``(i', j')`` predicts for its neighbour at
-    offset ``(k//2 - l, k//2 - m)``. DAP (ExFuse Sec. 3.5, eq. 1) gathers those votes:
+    offset ``(k//2 - l, k//2 - m)``. DAP (ExFuse, densely adjacent prediction) gathers those votes:
 
     ``y[i, j, c] = 1/N(i, j) * sum_{l, m = 0}^{k-1} x[i + l - k//2, j + m - k//2,
     c * k*k + l * k + m]``.
@@ -46,7 +46,7 @@ class DenselyAdjacentPrediction(keras.layers.Layer):
 
     Reference:
         Zhang et al., "ExFuse: Enhancing Feature Fusion for Semantic Segmentation",
-        ECCV 2018, Sec. 3.5 (Densely Adjacent Prediction), eq. 1.
+        ECCV 2018, "Densely Adjacent Prediction" (the formula above).
     """
 
     def __init__(self, kernel_size=3, border="exclude", **kwargs):

@@ -11,7 +11,7 @@ UPSCALE = 2
 class ExplicitChannelResolutionEmbedding(keras.layers.Layer):
     """Sub-pixel (depth-to-space x2) upsampling with an auxiliary classification branch.
 
-    Replaces the top-most deconvolution of the GCN decoder (ExFuse Sec. 3.4, Fig. 5):
+    Replaces the top-most deconvolution of the GCN decoder (ExFuse, Fig. 5):
 
     ``y = depth_to_space_2(conv_{k x k}(x))``, the convolution producing ``4 C`` channels
     from the ``C``-channel input, so every output channel group encodes one sub-pixel
@@ -38,7 +38,7 @@ class ExplicitChannelResolutionEmbedding(keras.layers.Layer):
 
     Reference:
         Zhang et al., "ExFuse: Enhancing Feature Fusion for Semantic Segmentation",
-        ECCV 2018, Sec. 3.4 (Explicit Channel Resolution Embedding), Fig. 5, Table 4;
+        ECCV 2018, "Explicit Channel Resolution Embedding", Fig. 5, Table 4;
         Shi et al., "Real-Time Single Image and Video Super-Resolution Using an Efficient
         Sub-Pixel Convolutional Neural Network" (ESPCN), CVPR 2016, eq. 4.
     """

@@ -24,6 +24,27 @@ def shape_list(levels_shape):
     return [tuple(levels_shape)]
 
 
+def split_levels_and_gates(shapes_or_tensors):
+    """Split the inputs of a gated fusion, ``X_1 .. X_L, G_1 .. G_L``, into two lists."""
+    items = list(shapes_or_tensors)
+    if len(items) % 2:
+        raise ValueError(f"gated fusion expects L levels followed by their L gates, got "
+                         f"{len(items)} inputs")
+    half = len(items) // 2
+    return items[:half], items[half:]
+
+
+def check_gates(level_shapes, gate_shapes):
+    """ValueError unless every gate has its level's size and 1 or the level's channels."""
+    for i, (level, gate) in enumerate(zip(level_shapes, gate_shapes)):
+        if len(gate) != 4 or tuple(gate[1:3]) != tuple(level[1:3]):
+            raise ValueError(f"gate {i} must be [B, H, W, 1 or C] at its level's size "
+                             f"{tuple(level[1:3])}, got shape {tuple(gate)}")
+        if gate[-1] not in (1, level[-1]):
+            raise ValueError(f"gate {i} must have 1 or the levels' channels ({level[-1]}), "
+                             f"got {gate[-1]}")
+
+
 def check_levels(shapes, min_levels=2):
     """ValueError unless there are ``min_levels``+ NHWC levels with equal channels."""
     if len(shapes) < min_levels:
@@ -41,7 +62,8 @@ def check_levels(shapes, min_levels=2):
 class GatedFullyFusion(keras.layers.Layer):
     """Gated Fully Fusion of L feature levels (every level receives from all others).
 
-    Each level l gets a gate ``G_l = sigmoid(w_l * X_l)`` (1x1 conv with bias) and is
+    Given the levels ``X_l`` and their gate maps ``G_l = sigmoid(w_l * X_l)`` (in GFFNet a
+    named 1x1 conv with sigmoid per level, so the gates can be visualised), each level is
     fused as in paper eq. (5)::
 
         X~_l = (1 + G_l) * X_l + (1 - G_l) * sum_{i != l} R_l(G_i * X_i)
@@ -52,75 +74,53 @@ class GatedFullyFusion(keras.layers.Layer):
 
     By default all levels are updated simultaneously from the inputs (the paper). With
     ``sequential=True`` (the reference-code behaviour) levels are updated in order
-    l = 1..L and level l reads the already-fused ``X~_i`` of the levels i < l; the gates
-    are always computed from the inputs.
+    l = 1..L and level l reads the already-fused ``X~_i`` of the levels i < l.
 
     Args:
-        gate_channels: 1 for spatial gates (paper: ``G_l`` in [0, 1]^{H_l x W_l}), or the
-            levels' channel count for per-channel gates (reference code).
         sequential: use the reference code's sequential update.
-        return_gates: also return the gate maps (for visualisation).
         **kwargs: standard layer arguments.
 
     Call arguments:
-        *levels: L >= 2 NHWC maps ``X_1 .. X_L`` (ordered shallow to deep, equal
-            channels, any spatial sizes), passed separately or as one list.
+        *inputs: ``X_1, ..., X_L, G_1, ..., G_L`` (L >= 2) passed separately or as one
+            list: the levels shallow to deep (NHWC, equal channels C, any sizes), then
+            their gates [B, H_l, W_l, 1] (spatial, paper) or [B, H_l, W_l, C]
+            (per-channel, reference code), values in [0, 1].
 
     Returns:
-        List of the L fused maps (each of its input's shape); with ``return_gates`` the
-        tuple ``(fused, gates)``, ``gates[l]`` of shape [B, H_l, W_l, gate_channels].
+        List of the L fused maps, each of its level's shape.
 
     Example:
-        >>> fused = GatedFullyFusion()(x_res2, x_res3, x_res4, x_res5)
+        >>> gates = [keras.layers.Conv2D(1, 1, activation="sigmoid")(x) for x in xs]
+        >>> fused = GatedFullyFusion()(*xs, *gates)
 
     Reference:
         Li et al., "Gated Fully Fusion for Semantic Segmentation", AAAI 2020, eq. (5).
     """
 
-    def __init__(self, gate_channels=1, sequential=False, return_gates=False, **kwargs):
+    def __init__(self, sequential=False, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(gate_channels, bool) or not isinstance(gate_channels, int) or (
-                gate_channels < 1):
-            raise ValueError(f"gate_channels must be a positive int, got {gate_channels!r}")
-        self.gate_channels = gate_channels
         self.sequential = bool(sequential)
-        self.return_gates = bool(return_gates)
-        self.gate_convs = []
 
-    def build(self, levels_shape):
-        shapes = shape_list(levels_shape)
-        check_levels(shapes)
-        channels = shapes[0][-1]
-        if self.gate_channels not in (1, channels):
-            raise ValueError(f"gate_channels must be 1 or the levels' channels ({channels}), "
-                             f"got {self.gate_channels}")
-        for i, shape in enumerate(shapes):
-            conv = keras.layers.Conv2D(self.gate_channels, 1, name=f"gate{i + 1}",
-                                       dtype=self.dtype_policy)
-            conv.build(shape)
-            self.gate_convs.append(conv)
+    def build(self, inputs_shape):
+        levels, gates = split_levels_and_gates(shape_list(inputs_shape))
+        check_levels(levels)
+        check_gates(levels, gates)
 
-    def call(self, *levels):
-        levels = level_list(levels)
-        gates = [ops.sigmoid(conv(x)) for conv, x in zip(self.gate_convs, levels)]
+    def call(self, *inputs):
+        levels, gates = split_levels_and_gates(level_list(inputs))
         current = list(levels)
         fused = []
         for level, (x, gate) in enumerate(zip(levels, gates)):
+            gate = ops.cast(gate, x.dtype)
             sources = current if self.sequential else levels
-            messages = [resize_like(gates[i] * sources[i], x)
+            messages = [resize_like(ops.cast(gates[i], x.dtype) * sources[i], x)
                         for i in range(len(levels)) if i != level]
             out = (1.0 + gate) * x + (1.0 - gate) * ops.sum(ops.stack(messages), axis=0)
             fused.append(out)
             current[level] = out
-        if self.return_gates:
-            return fused, gates
         return fused
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "gate_channels": self.gate_channels,
-            "sequential": self.sequential,
-            "return_gates": self.return_gates,
-        })
+        config.update({"sequential": self.sequential})
         return config

@@ -15,7 +15,7 @@ class GlobalConvolution(keras.layers.Layer):
 
     ``GCN(x) = conv_{1xk}(conv_{kx1}(x)) + conv_{kx1}(conv_{1xk}(x))``: a dense k x k
     receptive field with O(2k) instead of O(k^2) weights per channel pair, and no
-    non-linearity between the factors (Peng et al., Sec. 3.1 and Fig. 2(b)). All four
+    non-linearity between the factors (Peng et al., Fig. 2(B)). All four
     convolutions use "same" zero padding and stride 1, so the output keeps the input size.
 
     Args:
@@ -36,8 +36,8 @@ class GlobalConvolution(keras.layers.Layer):
 
     Reference:
         Peng et al., "Large Kernel Matters — Improve Semantic Segmentation by Global
-        Convolutional Network", CVPR 2017, Sec. 3.1, Fig. 2(b); the GCN baseline decoder of
-        Zhang et al., "ExFuse", ECCV 2018, Sec. 3.
+        Convolutional Network", CVPR 2017, Fig. 2(B); the baseline decoder of Zhang et
+        al., "ExFuse", ECCV 2018.
     """
 
     def __init__(self, filters, kernel_size=15, use_bias=True, **kwargs):

@@ -9,7 +9,7 @@ from kerasfuse.ops import resize_like
 class SemanticEmbeddingBranch(keras.layers.Layer):
     """Multiply a low-level feature by every higher level, 3x3 conv'd and upsampled.
 
-    ``SEB(x_l) = x_l * prod_{h > l} Up(conv_{3x3}(x_h))`` (ExFuse Sec. 3.3, Fig. 4): each
+    ``SEB(x_l) = x_l * prod_{h > l} Up(conv_{3x3}(x_h))`` (ExFuse, Fig. 4): each
     higher-level feature ``x_h`` goes through its own 3x3 convolution (bias, "same"
     padding) to the channel count of ``x_l``, is bilinearly resized to ``x_l``'s size
     (half-pixel centres, :func:`kerasfuse.ops.resize_like`), and the element-wise product
@@ -36,7 +36,7 @@ class SemanticEmbeddingBranch(keras.layers.Layer):
 
     Reference:
         Zhang et al., "ExFuse: Enhancing Feature Fusion for Semantic Segmentation",
-        ECCV 2018, Sec. 3.3 (Semantic Embedding Branch), Fig. 4.
+        ECCV 2018, "Semantic Embedding Branch", Fig. 4.
     """
 
     def __init__(self, kernel_size=3, **kwargs):

@@ -86,7 +86,8 @@ def build_dff(num_classes, backbone="resnet50", input_shape=(None, None, 3), wei
         side_batch_norm: the normalizer BN in the side blocks (False: Table 1 row 6).
         bilinear_init: start the side transposed convolutions as bilinear upsamplers.
         stem_stride: 2 (standard stem, Side1 upsampled x2) or 1 (reference code: Side1 at
-            full resolution, no transposed convolution).
+            full resolution, no transposed convolution). The reference network is
+            ``stem_stride=1, output_stride=16`` (res5 at stride 8 of the image).
         **backbone_options: passed to ``build_backbone`` (e.g. ``depths``).
 
     Returns:

@@ -6,13 +6,13 @@ BoundaryRefinement), then upsamples to the image with two more deconvolution + B
 ExFuse (Zhang et al., ECCV 2018) changes that decoder in four separable places — each is a
 builder switch, and switching it off restores the GCN path for that part:
 
-- ``seb``: SemanticEmbeddingBranch gates res2..res4 by the higher levels (Sec. 3.3);
-- ``ecre``: the top-most deconvolution becomes supervised sub-pixel upsampling (Sec. 3.4);
+- ``seb``: SemanticEmbeddingBranch gates res2..res4 by the higher levels;
+- ``ecre``: the top-most deconvolution becomes supervised sub-pixel upsampling;
 - ``dap``: the classifier predicts k*k*C channels, DenselyAdjacentPrediction averages
-  them with spatial shifts (Sec. 3.5);
-- ``semantic_supervision``: a segmentation head on every encoder stage (Sec. 3.2).
+  them with spatial shifts;
+- ``semantic_supervision``: a segmentation head on every encoder stage.
 
-Layer rearrangement (Sec. 3.1) is a backbone change: pass ``depths=(8, 8, 9, 8)``.
+Layer rearrangement is a backbone change: pass ``depths=(8, 8, 9, 8)``.
 """
 
 import keras
@@ -35,7 +35,7 @@ from kerasfuse.models.base import (
 
 #: Encoder stages the decoder fuses, low to high.
 STAGES = ("res2", "res3", "res4", "res5")
-#: Best GCN kernel size in Large Kernel Matters (Table 2).
+#: GCN kernel size of the Large Kernel Matters model (k = 15).
 GCN_KERNEL_SIZE = 15
 #: Loss weight of every ExFuse auxiliary output (ECRE and semantic supervision).
 AUX_WEIGHT = 1.0

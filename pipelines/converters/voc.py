@@ -61,7 +61,8 @@ def palette_indices(path):
     if unknown.any():
         y, x = np.argwhere(unknown)[0]
         raise ValueError(
-            f"{path}: pixel ({y}, {x}) has colour {tuple(rgb[y, x])}, not in the VOC palette"
+            f"{path}: pixel ({y}, {x}) has colour {tuple(int(v) for v in rgb[y, x])}, not in "
+            "the VOC palette"
         )
     return indices.astype(np.uint8)
 

@@ -49,12 +49,14 @@ def levels(channels=3, batch=2, seed=0, sizes=SIZES):
     return [rng.randn(batch, s, s, channels) for s in sizes]
 
 
-def np_gates(layer, xs):
-    out = []
-    for conv, x in zip(layer.gate_convs, xs):
-        kernel, bias = (np.asarray(v) for v in conv.weights)
-        out.append(sigmoid(x @ kernel[0, 0] + bias))
-    return out
+def gates_for(xs, channels=1, seed=1):
+    """Known gate maps in (0, 1), one per level, at each level's size."""
+    rng = np.random.RandomState(seed)
+    return [rng.uniform(0.05, 0.95, x.shape[:3] + (channels,)) for x in xs]
+
+
+def f32(arrays):
+    return [a.astype("float32") for a in arrays]
 
 
 def np_gff(xs, gates, sequential):
@@ -71,75 +73,55 @@ def np_gff(xs, gates, sequential):
     return fused
 
 
-def init_gates(layer, channels, seed=1):
-    rng = np.random.RandomState(seed)
-    for conv in layer.gate_convs:
-        conv.kernel.assign(rng.randn(1, 1, channels, conv.filters))
-        conv.bias.assign(rng.randn(conv.filters) * 0.5)
-
-
 @pytest.mark.parametrize("sequential", [False, True])
 @pytest.mark.parametrize("gate_channels", [1, 3])
 def test_gff_matches_equation_5(sequential, gate_channels):
     xs = levels()
-    layer = GatedFullyFusion(gate_channels=gate_channels, sequential=sequential,
-                             return_gates=True)
-    layer.build([x.shape for x in xs])
-    init_gates(layer, 3)
-    fused, gates = layer(*[x.astype("float32") for x in xs])
-    want_gates = np_gates(layer, xs)
-    for got, want in zip(gates, want_gates):
-        np.testing.assert_allclose(np.asarray(got), want, atol=1e-5)
-    for got, want in zip(fused, np_gff(xs, want_gates, sequential)):
+    gates = gates_for(xs, gate_channels)
+    fused = GatedFullyFusion(sequential=sequential)(*f32(xs), *f32(gates))
+    for got, want in zip(fused, np_gff(xs, gates, sequential)):
         np.testing.assert_allclose(np.asarray(got), want, atol=1e-4, rtol=1e-4)
 
 
 def test_sequential_differs_from_simultaneous():
-    xs = [x.astype("float32") for x in levels()]
-    simultaneous = GatedFullyFusion(name="a")
-    sequential = GatedFullyFusion(sequential=True, name="b")
-    simultaneous.build([x.shape for x in xs])
-    sequential.build([x.shape for x in xs])
-    init_gates(simultaneous, 3)
-    init_gates(sequential, 3)
-    a, b = simultaneous(*xs), sequential(*xs)
+    xs, gates = f32(levels()), f32(gates_for(levels()))
+    a = GatedFullyFusion()(*xs, *gates)
+    b = GatedFullyFusion(sequential=True)(*xs, *gates)
     np.testing.assert_allclose(np.asarray(a[0]), np.asarray(b[0]), atol=1e-6)  # l=1 same
     assert not np.allclose(np.asarray(a[-1]), np.asarray(b[-1]))
 
 
 def test_gff_hand_computed_two_levels():
-    # Two 1x1 levels, gate conv weights 0 and biases b -> G = sigmoid(b) constants.
-    layer = GatedFullyFusion()
     x1, x2 = np.full((1, 1, 1, 1), 2.0, "float32"), np.full((1, 1, 1, 1), 5.0, "float32")
-    layer.build([x1.shape, x2.shape])
-    for conv, bias in zip(layer.gate_convs, (0.0, np.log(3.0))):  # G1 = 0.5, G2 = 0.75
-        conv.kernel.assign(np.zeros((1, 1, 1, 1)))
-        conv.bias.assign([bias])
-    y1, y2 = layer(x1, x2)
+    g1, g2 = np.full((1, 1, 1, 1), 0.5, "float32"), np.full((1, 1, 1, 1), 0.75, "float32")
+    y1, y2 = GatedFullyFusion()(x1, x2, g1, g2)
     assert float(np.asarray(y1).item()) == pytest.approx(1.5 * 2 + 0.5 * 0.75 * 5)
     assert float(np.asarray(y2).item()) == pytest.approx(1.75 * 5 + 0.25 * 0.5 * 2)
 
 
 def test_gff_gradient_matches_finite_differences():
     xs = levels(channels=2, batch=1, seed=3, sizes=(4, 2, 2))
+    gates = gates_for(xs, seed=7)
     layer = GatedFullyFusion(dtype="float64")
-    layer.build([x.shape for x in xs])
-    init_gates(layer, 2)
     probe = [np.random.RandomState(4).randn(*x.shape) for x in xs]
 
-    def loss_of(first):
-        out = layer(first, *xs[1:])
+    def loss_of(first_and_gate):
+        first, gate = first_and_gate[..., :2], first_and_gate[..., 2:]
+        out = layer(first, *xs[1:], gate, *gates[1:])
         return float(sum(np.sum(np.asarray(o) * p) for o, p in zip(out, probe)))
 
-    first = tf.constant(xs[0])
+    # Differentiate w.r.t. the finest level and its gate together.
+    packed = np.concatenate([xs[0], gates[0]], axis=-1)
+    var = tf.constant(packed)
     with tf.GradientTape() as tape:
-        tape.watch(first)
-        out = layer(first, *[tf.constant(x) for x in xs[1:]])
+        tape.watch(var)
+        out = layer(var[..., :2], *[tf.constant(x) for x in xs[1:]], var[..., 2:],
+                    *[tf.constant(g) for g in gates[1:]])
         value = tf.add_n([tf.reduce_sum(o * p) for o, p in zip(out, probe)])
-    analytic = tape.gradient(value, first).numpy()
+    analytic = tape.gradient(value, var).numpy()
     # tf.image.resize computes in float32 even for float64 inputs: a wider step keeps
     # its rounding out of the difference quotient (the function is smooth).
-    numeric = finite_difference_gradient(loss_of, xs[0], eps=1e-2)
+    numeric = finite_difference_gradient(loss_of, packed, eps=1e-2)
     np.testing.assert_allclose(analytic, numeric, atol=1e-3, rtol=1e-3)
 
 
@@ -165,11 +147,8 @@ def test_ablation_fusions_match_numpy():
 
 def test_gated_fpn_matches_numpy():
     xs = levels()
-    layer = GatedFPNFusion(return_gates=True)
-    layer.build([x.shape for x in xs])
-    init_gates(layer, 3)
-    fused, _ = layer(*[x.astype("float32") for x in xs])
-    g = np_gates(layer, xs)
+    g = gates_for(xs)
+    fused = GatedFPNFusion()(*f32(xs), *f32(g))
     want = [xs[-1]]
     for n in range(len(xs) - 2, -1, -1):
         h, w = xs[n].shape[1:3]
@@ -219,19 +198,21 @@ def _shapes(channels=4):
 
 
 def test_gated_fully_fusion_contract():
-    run_layer_test(GatedFullyFusion, {"return_gates": True}, _inputs(),
-                   expected_output_shape=_shapes() + _shapes(1),
-                   expected_num_trainable_weights=6)
+    xs = _inputs()
+    run_layer_test(GatedFullyFusion, {}, xs + f32(gates_for(xs)),
+                   expected_output_shape=_shapes(), expected_num_trainable_weights=0)
 
 
 def test_gated_fully_fusion_sequential_per_channel_contract():
-    run_layer_test(GatedFullyFusion, {"gate_channels": 4, "sequential": True}, _inputs(),
-                   expected_output_shape=_shapes(), expected_num_trainable_weights=6)
+    xs = _inputs()
+    run_layer_test(GatedFullyFusion, {"sequential": True}, xs + f32(gates_for(xs, 4)),
+                   expected_output_shape=_shapes(), expected_num_trainable_weights=0)
 
 
 def test_gated_fpn_fusion_contract():
-    run_layer_test(GatedFPNFusion, {}, _inputs(), expected_output_shape=_shapes(),
-                   expected_num_trainable_weights=6)
+    xs = _inputs()
+    run_layer_test(GatedFPNFusion, {}, xs + f32(gates_for(xs)),
+                   expected_output_shape=_shapes(), expected_num_trainable_weights=0)
 
 
 @pytest.mark.parametrize("cls,channels", [(ConcatFusion, 12), (AdditionFusion, 4),
@@ -249,8 +230,6 @@ def test_dense_feature_pyramid_contract():
 
 
 @pytest.mark.parametrize("make,match", [
-    (lambda: GatedFullyFusion(gate_channels=0), "gate_channels must be a positive int, got 0"),
-    (lambda: GatedFPNFusion(gate_channels="1"), "gate_channels .* got '1'"),
     (lambda: DenseFeaturePyramid(kernel_size=5), "kernel_size must be 1 or 3, got 5"),
     (lambda: DenseFeaturePyramid(channels=0), "channels must be a positive int, got 0"),
 ])
@@ -261,22 +240,28 @@ def test_bad_arguments(make, match):
 
 def test_bad_levels():
     x = np.zeros((1, 4, 4, 3), "float32")
+    g = np.zeros((1, 4, 4, 1), "float32")
+    with pytest.raises(ValueError, match="L levels followed by their L gates, got 3 inputs"):
+        GatedFullyFusion()(x, x, g)
     with pytest.raises(ValueError, match="at least 2 feature levels, got 1"):
-        GatedFullyFusion()(x)
+        GatedFPNFusion()(x, g)
     with pytest.raises(ValueError, match=r"same channels .* got \[3, 5\]"):
         AdditionFusion()(x, np.zeros((1, 2, 2, 5), "float32"))
-    with pytest.raises(ValueError, match="gate_channels must be 1 or the levels' channels"):
-        GatedFullyFusion(gate_channels=2)(x, x)
+    with pytest.raises(ValueError, match=r"gate 1 must have 1 or .* \(3\), got 2"):
+        GatedFullyFusion()(x, x, g, np.zeros((1, 4, 4, 2), "float32"))
+    with pytest.raises(ValueError, match=r"gate 0 must be .* size \(4, 4\), got shape"):
+        GatedFullyFusion()(x, x, np.zeros((1, 2, 2, 1), "float32"), g)
     with pytest.raises(ValueError, match="context map and at least one level"):
         DenseFeaturePyramid()(x)
 
 
 def test_reloaded_model_calls_multi_level_layers_with_one_list(tmp_path):
-    inputs = [keras.Input((s, s, 2)) for s in (8, 4)]
+    inputs = [keras.Input((s, s, c)) for c in (2, 1) for s in (8, 4)]
     model = keras.Model(inputs, GatedFullyFusion()(*inputs))
     path = str(tmp_path / "gff.keras")
     model.save(path)
-    xs = [x.astype("float32") for x in levels(channels=2, sizes=(8, 4))]
+    xs = f32(levels(channels=2, sizes=(8, 4)))
+    xs += f32(gates_for(xs))
     again = keras.saving.load_model(path)
     for a, b in zip(model(xs), again(xs)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)

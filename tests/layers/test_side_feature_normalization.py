@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from kerasfuse.blocks import BN_EPSILON
 from kerasfuse.layers import SideFeatureNormalization
@@ -97,13 +98,22 @@ def test_bilinear_init_upsamples_a_constant_to_a_constant_interior():
     np.testing.assert_allclose(interior, np.full_like(interior, w + b), rtol=1e-5)
 
 
-def test_dynamic_sizes_in_a_functional_model():
+def test_dynamic_sizes_in_a_functional_model_equal_the_static_crop():
     feats = keras.Input((None, None, 5))
     image = keras.Input((None, None, 3))
-    model = keras.Model([feats, image], SideFeatureNormalization(3, 8)(feats, image))
+    layer = SideFeatureNormalization(3, 8)
+    model = keras.Model([feats, image], layer(feats, image))
+    # A graph with unknown spatial sizes, as model.fit and SavedModel export trace it.
+    graph = tf.function(lambda a, b: model([a, b]), input_signature=[
+        tf.TensorSpec((None, None, None, 5)), tf.TensorSpec((None, None, None, 3))])
+    rng = np.random.RandomState(7)
     for fh, fw, ih, iw in ((2, 3, 13, 20), (4, 4, 32, 29)):
-        out = model([np.ones((1, fh, fw, 5), "float32"), np.zeros((1, ih, iw, 3), "float32")])
-        assert tuple(out.shape) == (1, ih, iw, 3)
+        x = rng.randn(1, fh, fw, 5).astype("float32")
+        ref = np.zeros((1, ih, iw, 3), "float32")
+        out = graph(x, ref).numpy()
+        assert out.shape == (1, ih, iw, 3)
+        # Unknown static sizes take the crop + same-size resize path: still the exact crop.
+        np.testing.assert_allclose(out, keras.ops.convert_to_numpy(layer(x, ref)), atol=1e-6)
 
 
 def test_smaller_upsampled_map_is_resized_to_the_image():
@@ -126,8 +136,6 @@ def test_gradient_matches_finite_differences():
 
     def numpy_loss(value):
         return float(np.sum(weights * _numpy_side(value, conv_k, conv_b, deconv_k, 4, (7, 7))))
-
-    import tensorflow as tf
 
     xt = tf.constant(x)
     with tf.GradientTape() as tape:

@@ -57,10 +57,14 @@ def test_reference_deconvolutions_and_stride_one_stem():
     assert kernels == {"side1": (4, 4), "side2": (8, 8), "side3": (16, 16),
                        "side5": (16, 16), "side5_w": (16, 16)}
     assert model.get_layer("side5_w").deconv.filters == 4 * K
-    ref = build_dff(K, backbone="resnet_tiny", input_shape=(64, 64, 3), stem_stride=1)
+    # The reference network: stride-1 stem, res4 strided, res5 dilated (res5 at stride 8).
+    ref = build_dff(K, backbone="resnet_tiny", input_shape=(64, 64, 3), stem_stride=1,
+                    output_stride=16)
     assert ref.get_layer("side1").deconv is None  # reference Side1: full resolution
-    assert ref.get_layer("side2").upsample_factor == 2
-    assert ref.get_layer("side3").upsample_factor == 4
+    kernels = {name: ref.get_layer(name).deconv.kernel.shape[:2]
+               for name in ("side2", "side3", "side5", "side5_w")}
+    assert kernels == {"side2": (4, 4), "side3": (8, 8), "side5": (16, 16),
+                       "side5_w": (16, 16)}
     out = ref(np.zeros((1, 64, 64, 3), "float32"))
     assert tuple(out["logits"].shape) == (1, 64, 64, K)
 
@@ -108,6 +112,7 @@ def test_location_invariant_learner_and_softmax():
     np.testing.assert_allclose(weights.reshape(2, K, 4).sum(-1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["dff", "casenet"])
 def test_fit_steps_decrease_loss(name):
     images, targets = _edge_batch()

@@ -54,6 +54,7 @@ def test_generated_kernels_are_retrievable_and_input_dependent():
     assert not np.allclose(kernels[0], kernels[1])
 
 
+@pytest.mark.slow  # tracing the training step takes ~40 s on the shared 2-core machine
 @pytest.mark.parametrize("name", ["dmnet", "dmnet_static"])
 def test_fit_steps_decrease_loss(name):
     images, labels = _batch()
@@ -89,7 +90,20 @@ def test_build_at_512_with_resnets(backbone):
                                       input_shape=(512, 512, 3))
         assert model.outputs[0].shape[1:] == (512, 512, 19)
         head = model.count_params() - model.get_layer("backbone").count_params()
-        # 4 modules (filter gen 2048->512 with bias, reduce, fusion) + BN, the 3x3
-        # bottleneck (2048 + 4 * 512 -> 512), classifier and aux head.
-        assert model.get_layer("dcm7").reduce_conv.kernel.shape == (1, 1, 2048, 512)
+        module = model.get_layer("dcm7" if name == "dmnet" else "scm7")
+        assert module.reduce_conv.kernel.shape == (1, 1, 2048, 512)
+        # 4 modules (reduce 2048->512, fusion 512->512, + filter generator 2048->512 for
+        # DMNet), the 3x3 bottleneck (2048 + 4 * 512 -> 512), classifier and aux head.
         assert head > 2.5e7
+
+
+def test_keras_save_and_reload(tmp_path):
+    import keras
+
+    model = kerasfuse.build_model("dmnet", 3, filter_sizes=(2, 3), **TINY)
+    images, _ = _batch(32)
+    path = str(tmp_path / "dmnet.keras")
+    model.save(path)
+    again = keras.saving.load_model(path)
+    np.testing.assert_allclose(np.asarray(model(images)["logits"]),
+                               np.asarray(again(images)["logits"]), atol=1e-5)

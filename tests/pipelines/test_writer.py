@@ -247,3 +247,23 @@ def test_bad_writer_config(tmp_path, kwargs, message):
         _write(tmp_path, **kwargs)
     with pytest.raises(ValueError, match="nothing to convert"):
         write_split(tmp_path, "x", [], CLASSES)
+
+
+def _raw_example(**features):
+    feature = {
+        k: tf.train.Feature(bytes_list=tf.train.BytesList(value=[v])) for k, v in features.items()
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def test_corrupt_record_contents_name_the_record():
+    image, labels, _ = make_arrays(0)
+    png = cv2.imencode(".png", image)[1].tobytes()
+    no_label = _raw_example(**{"image/encoded": png, "image/source_id": b"rec17"})
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"(?s)empty image or label.*rec17"):
+        schema.decode_example(schema.parse_example(tf.constant(no_label)))
+    small_label = cv2.imencode(".png", labels[:4])[1].tobytes()
+    mismatch = _raw_example(**{"image/encoded": png, "image/source_id": b"rec18",
+                               "image/segmentation/class/encoded": small_label})
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"(?s)label size differs.*rec18"):
+        schema.decode_example(schema.parse_example(tf.constant(mismatch)))

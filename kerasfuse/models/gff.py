@@ -1,0 +1,136 @@
+"""GFFNet: Gated Fully Fusion + Dense Feature Pyramid on PSPNet, and its fusion ablations.
+
+Pipeline (paper Fig. 3): dilated ResNet -> PPM on res5 (the top of the pyramid, ``y_0``);
+the last feature of every stage (res2, res3, res4, res5) is reduced to 256 channels
+(1x1 conv-BN-ReLU) and fused (GFF, or an ablation fusion), then refined by two 3x3
+conv-BN-ReLU per level; the Dense Feature Pyramid (or, without it, plain resizing)
+brings the PPM output and all levels to the finest level where they are concatenated,
+followed by a 3x3 conv-BN-ReLU and the classifier. FCN auxiliary head on res4 (0.4).
+"""
+
+import keras
+
+from kerasfuse.blocks import classifier, conv_bn_relu
+from kerasfuse.layers.addition_fusion import AdditionFusion
+from kerasfuse.layers.concat_fusion import ConcatFusion
+from kerasfuse.layers.dense_feature_pyramid import DenseFeaturePyramid
+from kerasfuse.layers.fpn_fusion import FPNFusion
+from kerasfuse.layers.gated_fpn_fusion import GatedFPNFusion
+from kerasfuse.layers.gated_fully_fusion import GatedFullyFusion
+from kerasfuse.layers.resize_like import ResizeLike
+from kerasfuse.models.base import (
+    assemble,
+    backbone_features,
+    check_num_classes,
+    check_positive,
+    fcn_head,
+)
+from kerasfuse.models.baselines import pspnet_context
+
+#: Backbone stages fused by GFF ("feature maps from last residual blocks in each stage").
+LEVELS = ("res2", "res3", "res4", "res5")
+#: fusion option -> fusion layer class (paper Table 1); the gated ones take gate maps.
+FUSIONS = {
+    "gff": GatedFullyFusion,
+    "concat": ConcatFusion,
+    "add": AdditionFusion,
+    "fpn": FPNFusion,
+    "gated_fpn": GatedFPNFusion,
+}
+GATED_FUSIONS = ("gff", "gated_fpn")
+
+
+def _check_options(fusion, fusion_channels, gate_channels, sequential, dfp_kernel_size):
+    if fusion not in FUSIONS:
+        raise ValueError(f"fusion must be one of {sorted(FUSIONS)}, got {fusion!r}")
+    if gate_channels not in (1, fusion_channels) or isinstance(gate_channels, bool):
+        raise ValueError(f"gate_channels must be 1 (spatial gates) or fusion_channels "
+                         f"({fusion_channels}, per-channel gates), got {gate_channels!r}")
+    if gate_channels != 1 and fusion not in GATED_FUSIONS:
+        raise ValueError(f"gate_channels={gate_channels} needs a gated fusion "
+                         f"{GATED_FUSIONS}, got fusion={fusion!r}")
+    if sequential and fusion != "gff":
+        raise ValueError(f"sequential=True applies to fusion='gff' only, got {fusion!r}")
+    if dfp_kernel_size not in (1, 3):
+        raise ValueError(f"dfp_kernel_size must be 1 or 3, got {dfp_kernel_size!r}")
+
+
+def build_gffnet(num_classes, backbone="resnet50", input_shape=(None, None, 3), weights=None,
+                 output_stride=8, head_channels=512, fusion_channels=256, fusion="gff",
+                 dense_pyramid=True, gate_channels=1, sequential=False, dfp_kernel_size=1,
+                 aux_head=True, aux_channels=256, dropout=0.1, **backbone_options):
+    """GFFNet: PSPNet + Gated Fully Fusion (+ Dense Feature Pyramid).
+
+    Args:
+        num_classes: number of classes.
+        backbone: backbone name or a built backbone Model.
+        input_shape: image shape; spatial dims may be None.
+        weights: backbone weights (None, "imagenet" or a local file).
+        output_stride: backbone output stride (8).
+        head_channels: PPM output channels (512, as PSPNet).
+        fusion_channels: per-level reduction / pyramid channels (256).
+        fusion: "gff" (eq. 5, default), or the Table 1 ablations "concat" (eq. 2),
+            "add" (eq. 3), "fpn" (eq. 4), "gated_fpn".
+        dense_pyramid: use the Dense Feature Pyramid (eq. 6); otherwise the PPM output
+            and the refined levels are resized to the finest level and concatenated
+            ("PSPNet + GFF" of Table 2).
+        gate_channels: 1 (spatial gates, paper) or ``fusion_channels`` (per-channel,
+            reference code); gated fusions only.
+        sequential: reference-code sequential GFF update (fusion="gff" only).
+        dfp_kernel_size: kernel of the DFP convolutions ``H_i`` (1 or 3).
+        aux_head: add the res4 FCN auxiliary head (output ``aux_logits``, weight 0.4).
+        aux_channels: channels of the auxiliary head's 3x3 conv (256).
+        dropout: dropout before the classifiers (0.1).
+        **backbone_options: extra ``build_backbone`` arguments.
+
+    Returns:
+        Functional Model image -> {"logits", "aux_logits"}. Layers for
+        :func:`kerasfuse.models.intermediates`: ``gate_res2`` .. ``gate_res5`` (gate maps
+        ``G_l`` [B, H_l, W_l, gate_channels], gated fusions), ``ppm``, ``reduce_<level>_relu``
+        (``X_l``), the fusion layer named after ``fusion`` (list of ``X~_l``),
+        ``refine_<level>_2_relu``, ``dfp`` (concatenated pyramid) or ``pyramid_concat``.
+
+    Reference:
+        Li et al., "Gated Fully Fusion for Semantic Segmentation", AAAI 2020, Fig. 3,
+        eqs. (2)-(6).
+    """
+    check_num_classes(num_classes)
+    for name, value in (("head_channels", head_channels),
+                        ("fusion_channels", fusion_channels),
+                        ("aux_channels", aux_channels)):
+        check_positive(name, value)
+    _check_options(fusion, fusion_channels, gate_channels, sequential, dfp_kernel_size)
+    image, features = backbone_features(backbone, input_shape, output_stride, weights,
+                                        **backbone_options)
+    context = pspnet_context(features, head_channels)
+    levels = [conv_bn_relu(features[name], fusion_channels, 1, name=f"reduce_{name}")
+              for name in LEVELS]
+    if fusion in GATED_FUSIONS:
+        # G_l = sigmoid(w_l * X_l): named layers so the gate maps can be visualised.
+        gates = [keras.layers.Conv2D(gate_channels, 1, activation="sigmoid",
+                                     name=f"gate_{name}")(x)
+                 for name, x in zip(LEVELS, levels)]
+        layer = (GatedFullyFusion(sequential=sequential, name=fusion) if fusion == "gff"
+                 else GatedFPNFusion(name=fusion))
+        fused = layer(*levels, *gates)
+    else:
+        fused = FUSIONS[fusion](name=fusion)(*levels)
+    refined = []
+    for name, x in zip(LEVELS, fused):
+        x = conv_bn_relu(x, fusion_channels, 3, name=f"refine_{name}_1")
+        refined.append(conv_bn_relu(x, fusion_channels, 3, name=f"refine_{name}_2"))
+    if dense_pyramid:
+        x = DenseFeaturePyramid(fusion_channels, dfp_kernel_size, name="dfp")(context,
+                                                                             *refined)
+    else:
+        finest = refined[0]
+        resized = [ResizeLike(name=f"pyramid_resize_{name}")([y, finest])
+                   for name, y in zip(("ppm",) + LEVELS[1:], [context] + refined[1:])]
+        x = keras.layers.Concatenate(name="pyramid_concat")([resized[0], finest]
+                                                            + resized[1:])
+    x = conv_bn_relu(x, fusion_channels, 3, name="gff_head")
+    outputs = {"logits": classifier(x, num_classes, name="classifier", dropout=dropout)}
+    if aux_head:
+        outputs["aux_logits"] = fcn_head(features["res4"], num_classes, aux_channels,
+                                         name="aux")
+    return assemble(image, outputs, name="gffnet")
