@@ -136,7 +136,7 @@ def load_model(path):
     import_method_modules()
     try:
         model = keras.saving.load_model(path, compile=False)
-    except Exception as error:  # noqa: BLE001 - any load failure is a bad model file
+    except Exception as error:  # any failure to deserialize means a bad model file
         raise UsageError(f"cannot load {path}: {type(error).__name__}: {error}") from None
     return model, model.name
 

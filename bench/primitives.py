@@ -9,7 +9,8 @@ into ``groups=B*C``, the same folding) and ``grid_sample`` on the same shapes, w
 ratio ours/torch (< 1 means we are faster).
 
 Usage:
-    python bench/primitives.py [--runs 20] [--warmup 3] [--threads 0]
+    python bench/primitives.py [--runs 20] [--warmup 3] [--threads 0] [--only conv|warp]
+                               [--no-naive]
 """
 
 import argparse
@@ -39,15 +40,19 @@ CONV_SHAPES = [(2, 64, 64, 512, k) for k in (1, 3, 5, 7)]
 WARP_SHAPES = [(2, 64, 64, 256), (2, 128, 128, 256)]
 
 
-def median_ms(fn, runs, warmup):
-    for _ in range(warmup):
-        fn()
-    times = []
+def median_ms(fns, runs, warmup):
+    """Median wall time in ms of each step; steps are interleaved run by run so that a
+    load change on a shared machine hits every contender alike."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times = [[] for _ in fns]
     for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times)
+        for fn, bucket in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            bucket.append(time.perf_counter() - start)
+    return [1000.0 * statistics.median(bucket) for bucket in times]
 
 
 def naive_dynamic_conv(x, kernels):
@@ -130,27 +135,30 @@ def fmt(value):
     return "-" if value is None else f"{value:.2f}"
 
 
+def measure(ours, torch_pair, naive, args):
+    """((fwd, fwd+bwd) ours, (fwd, fwd+bwd) torch or Nones, naive fwd+bwd or None)."""
+    steps = list(ours) + list(torch_pair or ()) + ([naive] if naive else [])
+    times = median_ms(steps, args.runs, args.warmup)
+    theirs = tuple(times[2:4]) if torch_pair else (None, None)
+    return tuple(times[:2]), theirs, (times[-1] if naive else None)
+
+
 def bench_conv(args, rng):
     rows = []
     layer = DynamicDepthwiseConv2D()
     for batch, height, width, channels, k in CONV_SHAPES:
         x = rng.standard_normal((batch, height, width, channels)).astype("float32")
         kernels = rng.standard_normal((batch, k, k, channels)).astype("float32")
-        fwd, fwd_bwd = tf_steps(layer, [x, kernels])
-        ours = median_ms(fwd, args.runs, args.warmup), median_ms(fwd_bwd, args.runs, args.warmup)
-        _, naive_fb = tf_steps(naive_dynamic_conv, [x, kernels])
-        naive = median_ms(naive_fb, args.runs, args.warmup)
-        theirs = (None, None)
+        torch_pair = None
         if torch is not None:
-            t_fwd, t_fb = torch_steps(
+            torch_pair = torch_steps(
                 torch_dynamic_conv,
                 [x.transpose(0, 3, 1, 2).copy(), kernels.transpose(0, 3, 1, 2).copy()],
             )
-            theirs = median_ms(t_fwd, args.runs, args.warmup), median_ms(
-                t_fb, args.runs, args.warmup
-            )
+        naive = tf_steps(naive_dynamic_conv, [x, kernels])[1] if args.naive else None
+        ours, theirs, naive_ms = measure(tf_steps(layer, [x, kernels]), torch_pair, naive, args)
         shape = f"B{batch} {height}x{width} C{channels} k{k}"
-        rows.append(("DynamicDepthwiseConv2D", shape, ours, theirs, naive))
+        rows.append(("DynamicDepthwiseConv2D", shape, ours, theirs, naive_ms))
     return rows
 
 
@@ -161,14 +169,10 @@ def bench_warp(args, rng):
         x = rng.standard_normal((batch, height, width, channels)).astype("float32")
         # A few pixels of displacement, some points leaving the image, none on integers.
         flow = (2.5 * rng.standard_normal((batch, height, width, 2))).astype("float32")
-        fwd, fwd_bwd = tf_steps(layer, [x, flow])
-        ours = median_ms(fwd, args.runs, args.warmup), median_ms(fwd_bwd, args.runs, args.warmup)
-        theirs = (None, None)
+        torch_pair = None
         if torch is not None:
-            t_fwd, t_fb = torch_steps(torch_warp, [x.transpose(0, 3, 1, 2).copy(), flow])
-            theirs = median_ms(t_fwd, args.runs, args.warmup), median_ms(
-                t_fb, args.runs, args.warmup
-            )
+            torch_pair = torch_steps(torch_warp, [x.transpose(0, 3, 1, 2).copy(), flow])
+        ours, theirs, _ = measure(tf_steps(layer, [x, flow]), torch_pair, None, args)
         shape = f"B{batch} {height}x{width} C{channels}"
         rows.append(("BilinearWarp", shape, ours, theirs, None))
     return rows
@@ -183,6 +187,10 @@ def main(argv=None):
         help="intra-op threads for both TF and torch (0: each library's default)",
     )
     parser.add_argument("--only", choices=("conv", "warp"), help="bench one layer only")
+    parser.add_argument(
+        "--no-naive", dest="naive", action="store_false",
+        help="skip the (slow) naive k*k shifted multiply-add baseline",
+    )
     args = parser.parse_args(argv)
     if args.runs < 1 or args.warmup < 0 or args.threads < 0:
         parser.error(f"bad --runs/--warmup/--threads: {args.runs}/{args.warmup}/{args.threads}")
@@ -201,7 +209,8 @@ def main(argv=None):
 
     torch_version = torch.__version__ if torch is not None else "not installed"
     print(f"TF {tf.__version__}, Keras {keras.__version__}, torch {torch_version}; "
-          f"median of {args.runs} runs after {args.warmup} warm-up, times in ms")
+          f"median of {args.runs} interleaved runs after {args.warmup} warm-up, "
+          f"intra-op threads: {args.threads or 'default'}; times in ms")
     header = ("layer", "shape", "fwd", "fwd+bwd", "torch fwd", "torch fwd+bwd",
               "ratio fwd", "ratio fwd+bwd", "naive fwd+bwd", "speedup vs naive")
     print("| " + " | ".join(header) + " |")

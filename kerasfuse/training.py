@@ -310,13 +310,6 @@ def shard_policy(num_files, workers):
     return tf.data.experimental.AutoShardPolicy.DATA
 
 
-def with_shard_policy(dataset, num_files, workers):
-    """``dataset`` with its auto-shard policy set deliberately (see :func:`shard_policy`)."""
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = shard_policy(num_files, workers)
-    return dataset.with_options(options)
-
-
 def evaluate(network, dataset, task, num_classes, steps=None):
     """Validation metrics of ``network`` over ``dataset`` (``(image, targets)`` batches).
 
@@ -511,23 +504,27 @@ class Trainer:
                               f"to {files[0]}")
         return int(read_manifest(path)["num_classes"])
 
-    def build_datasets(self):
-        """Training and validation datasets with the global batch size."""
+    def _train_dataset(self, files, batch_size):
         from pipelines import make_dataset
 
         data = self.config.data
-        train_files = self._files(data.train_pattern)
-        self.num_classes = self._resolve_num_classes(train_files)
         targets = tuple(self.spec.targets)
         if self.spec.task == "edge" and "edges" not in targets:
             targets += ("edges",)
-        train = make_dataset(
-            train_files, training=True, crop_size=tuple(data.crop_size),
-            batch_size=data.batch_size * self.replicas, targets=targets,
-            num_classes=self.num_classes, seed=self.config.run.seed,
+        return make_dataset(
+            files, training=True, crop_size=tuple(data.crop_size), batch_size=batch_size,
+            targets=targets, num_classes=self.num_classes, seed=self.config.run.seed,
             scale_range=data.scale_range, flip=data.flip, color_jitter=data.color_jitter,
             shuffle_buffer=data.shuffle_buffer)
-        train = with_shard_policy(train, len(train_files), self.workers)
+
+    def build_datasets(self):
+        """Training dataset (global batch, for ``fit``) and validation dataset."""
+        from pipelines import make_dataset
+
+        data = self.config.data
+        self.train_files = self._files(data.train_pattern)
+        self.num_classes = self._resolve_num_classes(self.train_files)
+        train = self._train_dataset(self.train_files, data.batch_size * self.replicas)
         val = None
         if data.val_pattern:
             val_targets = ("labels", "edges") if self.spec.task == "edge" else ("labels",)
@@ -537,6 +534,29 @@ class Trainer:
                 batch_size=data.val_batch_size, targets=val_targets,
                 num_classes=self.num_classes)
         return train, val
+
+    def distributed_train_dataset(self):
+        """Per-worker input pipelines for the custom loop, sharded deliberately.
+
+        Each worker reads its own shard files (FILE sharding) when there are at least as
+        many files as workers, otherwise every worker reads all files and keeps every n-th
+        batch (DATA sharding). Batches hold ``data.batch_size`` examples per replica.
+        """
+        policy = tf.data.experimental.AutoShardPolicy
+
+        def dataset_fn(context):
+            count, index = context.num_input_pipelines, context.input_pipeline_id
+            sharding = shard_policy(len(self.train_files), count)
+            files = self.train_files[index::count] if sharding == policy.FILE \
+                else self.train_files
+            dataset = self._train_dataset(files, self.config.data.batch_size)
+            if sharding == policy.DATA and count > 1:
+                dataset = dataset.shard(count, index)
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = policy.OFF
+            return dataset.with_options(options)
+
+        return self.strategy.distribute_datasets_from_function(dataset_fn)
 
     # ---------------------------------------------------------------- model
     def build(self):
@@ -694,8 +714,7 @@ class Trainer:
         weights_path = os.path.join(backup, "latest.weights.h5")
         if os.path.exists(weights_path):
             model.load_weights(weights_path)
-        dist = self.strategy.experimental_distribute_dataset(self.train_ds)
-        iterator = iter(dist)
+        iterator = iter(self.distributed_train_dataset())
 
         def replica_step(images, targets):
             with tf.GradientTape() as tape:

@@ -34,17 +34,58 @@ def check_augment_args(crop_size, scale_range, pad_value):
         raise ValueError(f"pad_value must hold 3 RGB values, got {pad_value!r}")
 
 
-def random_scale(image, labels, instances, seed, scale_range):
-    """Resize by one factor drawn uniformly from ``scale_range``."""
-    factor = tf.random.stateless_uniform(
-        (), seed, minval=scale_range[0], maxval=scale_range[1]
+def random_scale_crop(image, labels, instances, seed, crop_size, scale_range, ignore_label):
+    """Random scale, pad and crop in one resampling step (only the crop is computed).
+
+    Scale factor ``s ~ U(scale_range)`` gives a virtual scaled size ``(Hs, Ws) =
+    round(s * (H, W))``; a crop offset is drawn uniformly in ``[0, max(Hs - ch, 0)]``
+    (likewise for x) and crop pixel ``i`` samples the source at ``(oy + i) (H - 1) /
+    (Hs - 1)`` (corner-aligned resize): bilinear for the image, nearest for labels and
+    instances, through one ``tf.image.crop_and_resize`` call each. Crop pixels beyond the
+    scaled image are padding: labels 255 (``ignore_label``), instances 0; the image there
+    is set by the caller from the returned ``valid`` mask. Resampling only the crop keeps
+    the cost independent of ``s`` (a full-image resize at s = 2 costs ~4x the decode).
+
+    Returns:
+        image float32 [ch,cw,3], labels int32 [ch,cw], instances int32 [ch,cw] (None if
+        None was given), valid bool [ch,cw].
+    """
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    shape = tf.shape(labels)
+    size_in = tf.cast(shape, tf.float32)
+    if scale_range is None:
+        factor = tf.constant(1.0)
+    else:
+        factor = tf.random.stateless_uniform(
+            (), seeds[0], minval=scale_range[0], maxval=scale_range[1]
+        )
+    scaled = tf.maximum(tf.cast(tf.round(size_in * factor), tf.int32), 2)
+    crop = tf.constant(crop_size, tf.int32)
+    limit = tf.maximum(scaled - crop, 0) + 1
+    offset = tf.random.stateless_uniform(
+        (2,), seeds[1], minval=0, maxval=tf.int32.max, dtype=tf.int32
+    ) % limit
+    last = tf.cast(scaled - 1, tf.float32)
+    start = tf.cast(offset, tf.float32) / last
+    stop = tf.cast(offset + crop - 1, tf.float32) / last
+    boxes = tf.concat([start, stop], 0)[None]
+    box_indices = tf.zeros([1], tf.int32)
+
+    def resample(x, method, fill):
+        return tf.image.crop_and_resize(
+            x[None], boxes, box_indices, crop_size, method=method, extrapolation_value=fill
+        )[0]
+
+    image = resample(image, "bilinear", 0.0)
+    labels = tf.cast(resample(labels[..., None], "nearest", float(ignore_label))[..., 0],
+                     tf.int32)
+    if instances is not None:
+        instances = tf.cast(resample(instances[..., None], "nearest", 0.0)[..., 0], tf.int32)
+    inside = offset + tf.range(tf.reduce_max(crop_size))[:, None] <= scaled - 1
+    valid = tf.logical_and(
+        inside[: crop_size[0], 0][:, None], inside[: crop_size[1], 1][None, :]
     )
-    size = tf.cast(tf.round(tf.cast(tf.shape(labels), tf.float32) * factor), tf.int32)
-    size = tf.maximum(size, 1)
-    image = tf.image.resize(image, size, method="bilinear")
-    labels = tf.image.resize(labels[..., None], size, method="nearest")[..., 0]
-    instances = tf.image.resize(instances[..., None], size, method="nearest")[..., 0]
-    return image, labels, instances
+    return image, labels, instances, valid
 
 
 def pad_to(image, labels, instances, min_size, pad_value, ignore_label):
@@ -56,7 +97,8 @@ def pad_to(image, labels, instances, min_size, pad_value, ignore_label):
     mean = tf.constant(pad_value, tf.float32)
     image = tf.pad(image - mean, paddings + [[0, 0]]) + mean
     labels = tf.pad(labels, paddings, constant_values=ignore_label)
-    instances = tf.pad(instances, paddings)
+    if instances is not None:
+        instances = tf.pad(instances, paddings)
     return image, labels, instances
 
 
@@ -64,18 +106,9 @@ def crop(image, labels, instances, offset, size):
     """Crop the window of ``size`` at ``offset`` (y, x) from all three maps."""
     image = tf.slice(image, [offset[0], offset[1], 0], [size[0], size[1], 3])
     labels = tf.slice(labels, offset, size)
-    instances = tf.slice(instances, offset, size)
+    if instances is not None:
+        instances = tf.slice(instances, offset, size)
     return image, labels, instances
-
-
-def random_crop(image, labels, instances, seed, size):
-    """Crop a window of ``size`` at a uniformly drawn offset (maps already >= size)."""
-    shape = tf.shape(labels)
-    limit = tf.stack([shape[0] - size[0] + 1, shape[1] - size[1] + 1])
-    offset = tf.random.stateless_uniform(
-        (2,), seed, minval=0, maxval=tf.int32.max, dtype=tf.int32
-    ) % limit
-    return crop(image, labels, instances, offset, tf.constant(size, tf.int32))
 
 
 def center_crop(image, labels, instances, size):
@@ -84,14 +117,16 @@ def center_crop(image, labels, instances, size):
     return crop(image, labels, instances, offset, tf.constant(size, tf.int32))
 
 
-def random_flip(image, labels, instances, seed):
-    """Mirror all maps left-right with probability 1/2."""
+def random_flip(maps, seed):
+    """Mirror all [H,W,...] maps of ``maps`` left-right together with probability 1/2.
+
+    None entries pass through unchanged.
+    """
+    present = [m for m in maps if m is not None]
     flip = tf.random.stateless_uniform((), seed) < 0.5
-    return tf.cond(
-        flip,
-        lambda: (image[:, ::-1], labels[:, ::-1], instances[:, ::-1]),
-        lambda: (image, labels, instances),
-    )
+    flipped = tf.cond(flip, lambda: [m[:, ::-1] for m in present], lambda: present)
+    flipped = iter(flipped)
+    return tuple(None if m is None else next(flipped) for m in maps)
 
 
 def color_jitter(image, seed, brightness=32.0, contrast=(0.8, 1.2), saturation=(0.8, 1.2)):

@@ -172,30 +172,27 @@ def make_dataset(
     ds = ds.enumerate()
 
     def prepare(index, serialized):
-        decoded = schema.decode_example(schema.parse_example(serialized))
-        image = tf.cast(decoded["image"], tf.float32)
-        labels = tf.cast(decoded["labels"], tf.int32)
-        instances = decoded["instances"]
+        decoded = schema.decode_example(
+            schema.parse_example(serialized), with_instances="edges" in targets
+        )
+        image, labels, instances = decoded["image"], decoded["labels"], decoded["instances"]
         element_seed = tf.stack([tf.constant(seed, tf.int64), index])
         if training:
-            seeds = tf.random.experimental.stateless_split(element_seed, 4)
-            if scale_range is not None:
-                image, labels, instances = augment.random_scale(
-                    image, labels, instances, seeds[0], scale_range
-                )
-            if color_jitter:
-                image = augment.color_jitter(image, seeds[1])
-            image, labels, instances = augment.pad_to(
-                image, labels, instances, crop_size, pad_value, ignore_label
-            )
-            image, labels, instances = augment.random_crop(
-                image, labels, instances, seeds[2], crop_size
+            seeds = tf.random.experimental.stateless_split(element_seed, 3)
+            image, labels, instances, valid = augment.random_scale_crop(
+                image, labels, instances, seeds[0], crop_size, scale_range, ignore_label
             )
             if flip:
-                image, labels, instances = augment.random_flip(
-                    image, labels, instances, seeds[3]
+                image, labels, instances, valid = augment.random_flip(
+                    (image, labels, instances, valid), seeds[1]
                 )
-        elif crop_size is not None:
+            if color_jitter:
+                image = augment.color_jitter(image, seeds[2])
+            image = tf.where(valid[..., None], image, tf.constant(pad_value, tf.float32))
+        else:
+            image = tf.cast(image, tf.float32)
+            labels = tf.cast(labels, tf.int32)
+        if not training and crop_size is not None:
             image, labels, instances = augment.pad_to(
                 image, labels, instances, crop_size, pad_value, ignore_label
             )

@@ -104,11 +104,12 @@ def parse_example(serialized):
     return tf.io.parse_single_example(serialized, FEATURE_SPEC)
 
 
-def decode_example(features):
+def decode_example(features, with_instances=True):
     """Decode parsed features into tensors.
 
     Returns a dict with ``image`` uint8 [H,W,3] (RGB), ``labels`` uint8 [H,W],
-    ``instances`` int32 [H,W] (zeros when the record has none) and ``source_id``.
+    ``instances`` int32 [H,W] (zeros when the record has none; None when
+    ``with_instances=False``, which skips decoding them) and ``source_id``.
     A record without image or label bytes, or whose label map size differs from the image,
     raises InvalidArgumentError naming the record's source id.
     """
@@ -126,14 +127,9 @@ def decode_example(features):
         ["label size differs from image size in record", features[SOURCE_ID_KEY],
          tf.shape(labels), size],
     )
-    instances = tf.cond(
-        tf.strings.length(features[INSTANCE_KEY]) > 0,
-        lambda: tf.cast(
-            tf.io.decode_png(features[INSTANCE_KEY], channels=1, dtype=tf.uint16)[..., 0],
-            tf.int32,
-        ),
-        lambda: tf.zeros(size, tf.int32),
-    )
+    instances = None
+    if with_instances:
+        instances = _decode_instances(features[INSTANCE_KEY], size)
     image.set_shape([None, None, 3])
     return {
         "image": image,
@@ -141,3 +137,13 @@ def decode_example(features):
         "instances": instances,
         "source_id": features[SOURCE_ID_KEY],
     }
+
+
+def _decode_instances(encoded, size):
+    return tf.cond(
+        tf.strings.length(encoded) > 0,
+        lambda: tf.cast(
+            tf.io.decode_png(encoded, channels=1, dtype=tf.uint16)[..., 0], tf.int32
+        ),
+        lambda: tf.zeros(size, tf.int32),
+    )

@@ -168,14 +168,17 @@ def render_scene(seed, split_index, index, height=128, width=128):
             mask = _shape_mask(rng, kind, height, width, size)
         else:
             mask = _thin_mask(rng, height, width)
-        inside = mask.astype(bool)
-        if not inside.any():
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        if rows.size == 0:
             continue
-        texture, _ = _texture(rng, height, width, avoid=background_colour)
-        image[inside] = texture[inside]
-        labels[inside] = SYNTHETIC_CLASSES.index(kind)
-        instances[inside] = instance_id
-    image = image + rng.normal(0.0, 6.0, size=image.shape)
+        # Texture only the bounding box: cost follows object size, not image size.
+        box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+        inside = mask[box].astype(bool)
+        texture, _ = _texture(rng, inside.shape[0], inside.shape[1], avoid=background_colour)
+        image[box][inside] = texture[inside]
+        labels[box][inside] = SYNTHETIC_CLASSES.index(kind)
+        instances[box][inside] = instance_id
+    image += 6.0 * rng.standard_normal(size=image.shape, dtype=np.float32)
     image = np.clip(np.round(image), 0, 255).astype(np.uint8)
     return image, labels, instances
 

@@ -5,6 +5,7 @@ from kerasfuse.layers.adaptive_weight_fusion import AdaptiveWeightFusion
 from kerasfuse.layers.addition_fusion import AdditionFusion
 from kerasfuse.layers.aspp import ASPP
 from kerasfuse.layers.bilinear_warp import BilinearWarp
+from kerasfuse.layers.body_generation import BodyGeneration
 from kerasfuse.layers.boundary_refinement import BoundaryRefinement
 from kerasfuse.layers.concat_fusion import ConcatFusion
 from kerasfuse.layers.context_aware_filters import ContextAwareFilters
@@ -12,6 +13,7 @@ from kerasfuse.layers.dense_feature_pyramid import DenseFeaturePyramid
 from kerasfuse.layers.densely_adjacent_prediction import DenselyAdjacentPrediction
 from kerasfuse.layers.dynamic_conv_module import DynamicConvModule
 from kerasfuse.layers.dynamic_depthwise_conv2d import DynamicDepthwiseConv2D
+from kerasfuse.layers.edge_preservation import EdgePreservation
 from kerasfuse.layers.explicit_channel_resolution_embedding import (
     ExplicitChannelResolutionEmbedding,
 )
@@ -60,4 +62,6 @@ __all__ = [
     "LocationInvariantWeightLearner",
     "SharedConcatenation",
     "SideFeatureNormalization",
+    "BodyGeneration",
+    "EdgePreservation",
 ]

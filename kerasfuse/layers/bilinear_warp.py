@@ -33,8 +33,9 @@ class BilinearWarp(keras.layers.Layer):
 
     Sampling coordinates and weights are computed in float32 even under mixed precision
     (float64 for float64 inputs).
-    The four corners are read with ONE gather on the flattened ``[B * H * W, C]`` input,
-    which converts to TFLite's builtin GATHER.
+    Each corner is one gather of rows of the flattened ``[B * H * W, C]`` input (with
+    per-sample row offsets), which converts to TFLite's builtin GATHER; four separate
+    gathers measured faster on CPU than one gather of all corners followed by a reduction.
 
     Args:
         flow_units: "pixels" or "normalized" (see above).
@@ -109,9 +110,7 @@ class BilinearWarp(keras.layers.Layer):
         self._check_shapes(x.shape, flow.shape)
         batch, height, width, channels = ops.shape(x)
         # float16 cannot address pixels finely enough: coordinates are at least float32.
-        coord_dtype = "float64" if keras.backend.standardize_dtype(x.dtype) == "float64" else (
-            "float32"
-        )
+        coord_dtype = keras.backend.result_type(x.dtype, "float32")
         sx, sy = self._sample_coordinates(ops.cast(flow, coord_dtype), height, width)
         x0 = ops.floor(sx)
         y0 = ops.floor(sy)
@@ -125,20 +124,17 @@ class BilinearWarp(keras.layers.Layer):
         y1 = y0 + 1
 
         offsets = ops.reshape(ops.arange(batch, dtype="int32") * (height * width), (-1, 1, 1))
-        indices, weights = [], []
+        rows = ops.reshape(x, (-1, channels))
+        out = None
         for yc, wy in ((y0, wy0), (y1, wy1)):
             for xc, wx in ((x0, wx0), (x1, wx1)):
                 inside = (xc >= 0) & (xc < width) & (yc >= 0) & (yc < height)
                 # Out-of-image corners read a valid row but get weight 0 (zeros padding).
                 flat = ops.clip(yc, 0, height - 1) * width + ops.clip(xc, 0, width - 1)
-                indices.append(flat + offsets)
-                weights.append(ops.where(inside, wx * wy, 0.0))
-        indices = ops.reshape(ops.stack(indices, axis=0), (-1,))
-        weights = ops.cast(ops.stack(weights, axis=-1), x.dtype)
-
-        corners = ops.take(ops.reshape(x, (-1, channels)), indices, axis=0)
-        corners = ops.reshape(corners, (4, batch, height, width, channels))
-        return ops.einsum("nbhwc,bhwn->bhwc", corners, weights)
+                corner = ops.take(rows, ops.reshape(flat + offsets, (-1,)), axis=0)
+                weight = ops.cast(ops.reshape(ops.where(inside, wx * wy, 0.0), (-1, 1)), x.dtype)
+                out = corner * weight if out is None else out + corner * weight
+        return ops.reshape(out, (batch, height, width, channels))
 
     def compute_output_shape(self, x_shape, flow_shape):
         return tuple(x_shape)

@@ -15,7 +15,8 @@ detection problem. For each threshold t of a sweep, the predicted edge map is
 
 This is the standard approximation to the one-to-one bipartite matching of the BSDS
 benchmark (``correspondPixels``, used by the official SBD / Cityscapes edge benchmarks):
-one pixel may match several, so scores are slightly optimistic on cluttered edges. Predictions are not thinned (no non-maximum suppression) before matching.
+one pixel may match several, so scores are slightly optimistic on cluttered edges.
+Predictions are not thinned (no non-maximum suppression) before matching.
 
 * MF-ODS: counts summed over the whole dataset per threshold; ``P(t)``, ``R(t)``,
   ``F(t) = 2PR/(P+R)``; the class score is ``max_t F(t)`` (best threshold per class).

@@ -15,9 +15,9 @@ from kerasfuse.models.base import (
 )
 from kerasfuse.models.baselines import CONTEXT_MODULES, LOW_LEVEL_CHANNELS
 
-#: Width of the context feature F per baseline when ``context_channels`` is None (the
-#: baselines' own defaults: FCN and PSPNet 512, DeepLabv3+ ASPP 256).
-CONTEXT_CHANNELS = {"fcn": 512, "pspnet": 512, "deeplabv3plus": 256}
+#: Width of the context feature F: the reference code runs the whole decoupling on a
+#: 256-channel F (``bot_aspp`` reduces the ASPP output to 256) for every baseline.
+CONTEXT_CHANNELS = 256
 #: Width of the edge head's 3x3 conv (paper Fig. 2 / reference code: 48).
 EDGE_HEAD_CHANNELS = 48
 
@@ -28,7 +28,7 @@ INTERMEDIATE_LAYERS = ("body_features", "edge_features", "fused_features", "fine
 
 def build_decouple_segnet(num_classes, context="deeplabv3plus", backbone="resnet50",
                           input_shape=(None, None, 3), weights=None, output_stride=8,
-                          head_channels=256, context_channels=None,
+                          head_channels=256, context_channels=CONTEXT_CHANNELS,
                           fine_channels=LOW_LEVEL_CHANNELS, edge_channels=EDGE_HEAD_CHANNELS,
                           num_downsample_convs=2, flow_units="pixels", align_corners=False,
                           aux_head=False, dropout=0.0, **backbone_options):
@@ -68,8 +68,8 @@ def build_decouple_segnet(num_classes, context="deeplabv3plus", backbone="resnet
         weights: backbone weights (None, "imagenet" or a file path).
         output_stride: 8 (paper) or 16.
         head_channels: width of the body head and the two final-head convs (256).
-        context_channels: width of F; None -> the baseline's default (FCN / PSPNet 512,
-            DeepLabv3+ 256).
+        context_channels: width of F, the output of the context module (256 as in the
+            reference code for every baseline; the FCN / PSPNet baselines use 512).
         fine_channels: channels of the projected stride-4 feature F_fine (48).
         edge_channels: width of the edge head's 3x3 conv (48).
         num_downsample_convs: stride-2 depthwise convs in body generation (2).
@@ -85,8 +85,6 @@ def build_decouple_segnet(num_classes, context="deeplabv3plus", backbone="resnet
     check_num_classes(num_classes)
     if context not in CONTEXT_MODULES:
         raise ValueError(f"context must be one of {sorted(CONTEXT_MODULES)}, got {context!r}")
-    if context_channels is None:
-        context_channels = CONTEXT_CHANNELS[context]
     for name, value in (("head_channels", head_channels),
                         ("context_channels", context_channels),
                         ("fine_channels", fine_channels),

@@ -26,28 +26,43 @@ WEIGHT_LEARNERS = {
 }
 #: Fusion members per class: Side5_i, Side1, Side2, Side3.
 NUM_SIDES = 4
-#: Image size used to measure feature strides when the model's input size is dynamic.
+#: Probe image size for measuring feature strides (a multiple of every backbone stride).
 _PROBE_SIZE = 256
 
 
-def feature_strides(net, input_shape):
+def feature_strides(net):
     """Stride of every backbone feature relative to the image, measured symbolically.
 
     Works for any backbone with the named-feature dict output (also pre-built ones), so
     the side blocks get the right upsampling factor with stem_stride 1 or 2 and any
-    output stride.
+    output stride. A backbone with a fixed input size is probed at that size; its strides
+    are the powers of two s with ceil(size / s) = feature size.
     """
-    height, width = input_shape[0] or _PROBE_SIZE, input_shape[1] or _PROBE_SIZE
-    spec = net.compute_output_spec(keras.KerasTensor((1, height, width, input_shape[2])))
-    return {name: int(round(height / tensor.shape[1])) for name, tensor in spec.items()}
+    _, height, width, channels = net.input_shape
+    fixed = height is not None and width is not None
+    size = (height, width) if fixed else (_PROBE_SIZE, _PROBE_SIZE)
+    spec = net.compute_output_spec(keras.KerasTensor((1, *size, channels)))
+    strides = {}
+    for name, tensor in spec.items():
+        feature_size = tuple(tensor.shape[1:3])
+        matches = [2 ** p for p in range(8)
+                   if tuple(-(-n // 2 ** p) for n in size) == feature_size]
+        if not matches:
+            raise ValueError(f"backbone feature {name!r} of size {feature_size} is not the "
+                             f"image size {size} divided by a power of two")
+        strides[name] = matches[0]
+    return strides
 
 
 def _edge_backbone(backbone, input_shape, output_stride, weights, stem_stride,
                    backbone_options):
-    net = build_backbone(backbone, input_shape=input_shape, output_stride=output_stride,
-                         weights=weights, stem_stride=stem_stride, **backbone_options)
+    # The backbone is fully convolutional: build it for any size (so strides can be
+    # probed) and apply it to the possibly fixed-size image input.
+    net = build_backbone(backbone, input_shape=(None, None, input_shape[-1]),
+                         output_stride=output_stride, weights=weights,
+                         stem_stride=stem_stride, **backbone_options)
     image = keras.Input(shape=input_shape, name="image")
-    return image, net(image), feature_strides(net, input_shape)
+    return image, net(image), feature_strides(net)
 
 
 def _side_blocks(image, features, strides, num_classes, use_batch_norm, bilinear_init):

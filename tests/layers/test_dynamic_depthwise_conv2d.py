@@ -145,6 +145,24 @@ def test_bad_shapes_raise_on_a_built_layer():
         layer(np.zeros((1, 4, 4, 2), "float32"), np.zeros((1, 3, 3, 3), "float32"))
 
 
+def test_kernel_size_must_be_static():
+    layer = DynamicDepthwiseConv2D()
+    fn = tf.function(
+        lambda a, b: layer(a, b),
+        input_signature=[
+            tf.TensorSpec([None, 8, 8, 2], "float32"),
+            tf.TensorSpec([None, None, None, 2], "float32"),
+        ],
+    )
+    with pytest.raises(ValueError, match=r"kernels' spatial size must be static.*None"):
+        fn.get_concrete_function()
+
+
+def test_numpy_integer_dilation_rate_is_accepted():
+    layer = DynamicDepthwiseConv2D(dilation_rate=np.int64(2))
+    assert layer.get_config()["dilation_rate"] == 2 and type(layer.dilation_rate) is int
+
+
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
 def test_bad_dilation_rate_raises(bad):
     with pytest.raises(ValueError, match=f"dilation_rate must be a positive int, got {bad!r}"):

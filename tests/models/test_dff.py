@@ -8,7 +8,7 @@ import pytest
 import kerasfuse
 from kerasfuse.layers import LocationInvariantWeightLearner
 from kerasfuse.models import intermediates
-from kerasfuse.models.dff import build_casenet, build_dff
+from kerasfuse.models.dff import build_casenet, build_dff, feature_strides
 from tests.models.fit_utils import fit_steps
 
 K = 3
@@ -69,12 +69,24 @@ def test_reference_deconvolutions_and_stride_one_stem():
     assert tuple(out["logits"].shape) == (1, 64, 64, K)
 
 
+def test_strides_from_fixed_odd_input_and_prebuilt_backbones():
+    model = build_dff(K, backbone="resnet_tiny", input_shape=(65, 47, 3))
+    assert model.get_layer("side5").upsample_factor == 8
+    assert tuple(model.outputs[0].shape) == (None, 65, 47, K)
+    net = kerasfuse.build_backbone("resnet_tiny", input_shape=(33, 40, 3), stem_stride=1,
+                                   output_stride=16)
+    assert feature_strides(net) == {"stem": 1, "res2": 2, "res3": 4, "res4": 8, "res5": 8}
+    casenet = build_casenet(K, backbone=net, input_shape=(33, 40, 3))
+    assert casenet.get_layer("side1").deconv is None
+    assert casenet.get_layer("side5").upsample_factor == 8
+
+
 def test_dff_fusion_equals_numpy_weighted_sum():
     model = build_dff(K, backbone="resnet_tiny")
     images, _ = _edge_batch(32)
     probe = intermediates(model, ["shared_concat", "fusion_weights", "fuse", "side1",
                                   "side5"])
-    parts = {k: keras.ops.convert_to_numpy(v) for k, v in probe(images).items()}
+    parts = {k: keras.ops.convert_to_numpy(v) for k, v in probe([images]).items()}
     a_cat, weights = parts["shared_concat"], parts["fusion_weights"]
     assert a_cat.shape == weights.shape == (2, 32, 32, 4 * K)
     expected = np.zeros((2, 32, 32, K))
@@ -93,7 +105,7 @@ def test_casenet_fusion_is_a_fixed_grouped_conv():
     assert all(model.get_layer(n).bn is None for n in ("side1", "side2", "side3", "side5"))
     images, _ = _edge_batch(32)
     probe = intermediates(model, ["shared_concat", "fuse"])
-    parts = {k: keras.ops.convert_to_numpy(v) for k, v in probe(images).items()}
+    parts = {k: keras.ops.convert_to_numpy(v) for k, v in probe([images]).items()}
     kernel, bias = (keras.ops.convert_to_numpy(w) for w in model.get_layer("fuse").weights)
     assert kernel.shape == (1, 1, 4, K)
     expected = np.stack([parts["shared_concat"][..., 4 * i:4 * i + 4] @ kernel[0, 0, :, i]
@@ -107,7 +119,7 @@ def test_location_invariant_learner_and_softmax():
     assert isinstance(model.get_layer("fusion_weights"), LocationInvariantWeightLearner)
     images, _ = _edge_batch(32)
     weights = keras.ops.convert_to_numpy(
-        intermediates(model, ["fusion_weights"])(images)["fusion_weights"])
+        intermediates(model, ["fusion_weights"])([images])["fusion_weights"])
     assert weights.shape == (2, 1, 1, 4 * K)
     np.testing.assert_allclose(weights.reshape(2, K, 4).sum(-1), 1.0, rtol=1e-5)
 

@@ -107,3 +107,14 @@ def test_keras_save_and_reload(tmp_path):
     again = keras.saving.load_model(path)
     np.testing.assert_allclose(np.asarray(model(images)["logits"]),
                                np.asarray(again(images)["logits"]), atol=1e-5)
+
+
+def test_mixed_precision_logits_stay_float32():
+    import keras
+
+    keras.config.set_dtype_policy("mixed_float16")
+    model = kerasfuse.build_model("dmnet", 3, filter_sizes=(1, 4), **TINY)
+    out = model(np.zeros((1, 32, 32, 3), "float32"))
+    assert all(v.dtype == "float32" for v in out.values())
+    assert all(np.all(np.isfinite(np.asarray(v))) for v in out.values())
+    assert model.get_layer("dcm4").compute_dtype == "float16"

@@ -46,25 +46,27 @@ def test_exfuse_forward_shapes_and_intermediates():
     assert model.get_layer("classifier").output.shape[-1] == 9 * NUM_CLASSES
 
 
-@pytest.mark.parametrize("switch", ["seb", "ecre", "dap", "semantic_supervision"])
-def test_each_component_switches_off_to_the_gcn_path(switch):
+ALL_KEYS = {"logits", "ecre_logits", *SS_KEYS}
+SS_LAYERS = [f"ss_{stage}_classifier" for stage in ("res2", "res3", "res4", "res5")]
+
+
+@pytest.mark.parametrize("switch,absent,present,keys,classifier_channels", [
+    ("seb", ["seb_res2", "seb_res3", "seb_res4"], ["ecre", "dap", *SS_LAYERS], ALL_KEYS,
+     9 * NUM_CLASSES),
+    ("ecre", ["ecre"], ["deconv_res4", "seb_res2", "dap", *SS_LAYERS],
+     ALL_KEYS - {"ecre_logits"}, 9 * NUM_CLASSES),
+    ("dap", ["dap"], ["seb_res2", "ecre", *SS_LAYERS], ALL_KEYS, NUM_CLASSES),
+    ("semantic_supervision", SS_LAYERS, ["seb_res2", "ecre", "dap"],
+     {"logits", "ecre_logits"}, 9 * NUM_CLASSES),
+])
+def test_each_component_switches_off_to_the_gcn_path(switch, absent, present, keys,
+                                                      classifier_channels):
     model = build_model("exfuse", NUM_CLASSES, **EXFUSE_TINY, **{switch: False})
     names = _layer_names(model)
-    keys = set(model(_images(1)))
-    if switch == "seb":
-        assert not any(n.startswith("seb_") for n in names)
-    if switch == "ecre":
-        assert "ecre" not in names and "deconv_res4" in names
-        assert "ecre_logits" not in keys
-    if switch == "dap":
-        assert "dap" not in names
-        assert model.get_layer("classifier").output.shape[-1] == NUM_CLASSES
-    if switch == "semantic_supervision":
-        assert keys == {"logits", "ecre_logits"}
-    others = {"seb": "seb_res2", "ecre": "ecre", "dap": "dap",
-              "semantic_supervision": "ss_res2_classifier"}
-    for other, layer_name in others.items():
-        assert (layer_name in names) == (other != switch), (other, layer_name)
+    assert not names & set(absent)
+    assert set(present) <= names
+    assert set(model(_images(1))) == keys
+    assert model.get_layer("classifier").output.shape[-1] == classifier_channels
 
 
 def test_gcn_dynamic_size_not_divisible_by_stride():
