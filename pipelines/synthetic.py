@@ -31,6 +31,9 @@ from pipelines import writer
 SYNTHETIC_CLASSES = ("background", "disk", "box", "triangle", "ring", "cross", "pole")
 SPLITS = ("train", "val")
 DEFAULT_IMAGE_SIZE = (128, 128)
+# Bump whenever render_scene's output changes: it is part of the conversion fingerprint,
+# so an old dataset folder is never silently extended with scenes of a newer generator.
+GENERATOR_VERSION = 2
 
 # 10 well separated colours; every class samples from all of them.
 PALETTE = np.array(
@@ -247,6 +250,11 @@ def build_synthetic(
             overwrite=overwrite,
             progress=progress,
             expected_counts=counts,
-            extra={"generator": "synthetic", "seed": seed, "image_size": [height, width]},
+            extra={
+                "generator": "synthetic",
+                "generator_version": GENERATOR_VERSION,
+                "seed": seed,
+                "image_size": [height, width],
+            },
         )
     return out_dir

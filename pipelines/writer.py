@@ -178,13 +178,16 @@ def _stable(value):
         return f"{value.__module__}.{value.__qualname__}"
     if isinstance(value, (list, tuple)):
         return [_stable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _stable(v) for k, v in sorted(value.items())}
     return repr(value)
 
 
-def _fingerprint(name, sources, class_names, ignore_label):
+def _fingerprint(name, sources, class_names, ignore_label, extra):
     plan = {
         "schema_version": SCHEMA_VERSION,
         "name": name,
+        "extra": _stable(extra),
         "class_names": list(class_names),
         "ignore_label": ignore_label,
         "sources": [[_stable(fn), _stable(args)] for fn, args in sources],
@@ -226,7 +229,8 @@ def write_split(
             refusing.
         progress: show a tqdm progress bar.
         expected_counts: examples per source, for the progress bar total.
-        extra: JSON-serialisable dict stored under ``"source"`` in the manifest.
+        extra: JSON-serialisable dict stored under ``"source"`` in the manifest; part of
+            the plan fingerprint (put generator versions here).
     """
     if not sources:
         raise ValueError(f"split {name!r}: nothing to convert (no source examples found)")
@@ -240,7 +244,7 @@ def write_split(
     os.makedirs(out_dir, exist_ok=True)
     num_shards = len(sources)
     names = [shard_name(name, i, num_shards) for i in range(num_shards)]
-    fingerprint = _fingerprint(name, sources, class_names, ignore_label)
+    fingerprint = _fingerprint(name, sources, class_names, ignore_label, extra)
     plan_path = os.path.join(out_dir, f".{name}.plan.json")
     existing = sorted(glob.glob(os.path.join(out_dir, f"{name}-?????-of-?????.tfrecord")))
     previous = None

@@ -18,7 +18,7 @@ def level_list(levels):
 
 
 def shape_list(levels_shape):
-    """The per-level shapes of a multi-level ``build``/``compute_output_shape`` call."""
+    """The per-level shapes passed to a multi-level layer's ``build``."""
     if levels_shape and isinstance(levels_shape[0], (list, tuple)):
         return [tuple(s) for s in levels_shape]
     return [tuple(levels_shape)]

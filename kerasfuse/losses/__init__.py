@@ -1,5 +1,6 @@
 """Method losses: ``loss(targets, outputs) -> {"loss": total, <component>: value}``."""
 
+from kerasfuse.losses.decouple import DecoupleLoss, boundary_from_labels
 from kerasfuse.losses.edge import ReweightedEdgeLoss, reweighted_edge_bce
 from kerasfuse.losses.segmentation import (
     IGNORE_LABEL,
@@ -19,4 +20,6 @@ __all__ = [
     "pixel_cross_entropy",
     "ReweightedEdgeLoss",
     "reweighted_edge_bce",
+    "DecoupleLoss",
+    "boundary_from_labels",
 ]

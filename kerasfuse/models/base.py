@@ -73,5 +73,6 @@ def intermediates(model, names):
     missing = [n for n in names if n not in {layer.name for layer in model.layers}]
     if missing:
         raise ValueError(f"model {model.name!r} has no layer(s) {missing}")
-    return keras.Model(model.inputs, {n: model.get_layer(n).output for n in names},
+    inputs = model.input if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs, {n: model.get_layer(n).output for n in names},
                        name=f"{model.name}_intermediates")
