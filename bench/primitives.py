@@ -137,10 +137,11 @@ def fmt(value):
 
 def measure(ours, torch_pair, naive, args):
     """((fwd, fwd+bwd) ours, (fwd, fwd+bwd) torch or Nones, naive fwd+bwd or None)."""
-    steps = list(ours) + list(torch_pair or ()) + ([naive] if naive else [])
-    times = median_ms(steps, args.runs, args.warmup)
+    times = median_ms(list(ours) + list(torch_pair or ()), args.runs, args.warmup)
     theirs = tuple(times[2:4]) if torch_pair else (None, None)
-    return tuple(times[:2]), theirs, (times[-1] if naive else None)
+    # The naive loop is 10-100x slower: a few runs give its order of magnitude.
+    naive_ms = median_ms([naive], min(args.runs, 3), 1)[0] if naive else None
+    return tuple(times[:2]), theirs, naive_ms
 
 
 def bench_conv(args, rng):

@@ -34,32 +34,35 @@ def check_augment_args(crop_size, scale_range, pad_value):
         raise ValueError(f"pad_value must hold 3 RGB values, got {pad_value!r}")
 
 
-def random_scale_crop(image, labels, instances, seed, crop_size, scale_range, ignore_label):
-    """Random scale, pad and crop in one resampling step (only the crop is computed).
+def random_scale_crop(
+    image, labels, instances, seed, crop_size, scale_range, ignore_label, flip=True
+):
+    """Random scale, pad, crop and horizontal flip in one resampling step.
 
     Scale factor ``s ~ U(scale_range)`` gives a virtual scaled size ``(Hs, Ws) =
     round(s * (H, W))``; a crop offset is drawn uniformly in ``[0, max(Hs - ch, 0)]``
     (likewise for x) and crop pixel ``i`` samples the source at ``(oy + i) (H - 1) /
     (Hs - 1)`` (corner-aligned resize): bilinear for the image, nearest for labels and
-    instances, through one ``tf.image.crop_and_resize`` call each. Crop pixels beyond the
-    scaled image are padding: labels 255 (``ignore_label``), instances 0; the image there
-    is set by the caller from the returned ``valid`` mask. Resampling only the crop keeps
-    the cost independent of ``s`` (a full-image resize at s = 2 costs ~4x the decode).
+    instances, through one ``tf.image.crop_and_resize`` call each, so only the crop is
+    ever computed (a full-image resize at s = 2 would cost ~4x the PNG decode). With
+    ``flip`` the crop is mirrored left-right with probability 1/2 by sampling its columns
+    in reverse order (same box for every map). Crop pixels beyond the scaled image are
+    padding: labels ``ignore_label``, instances 0, image 0 — the caller paints the image
+    padding from the returned ``valid`` mask.
 
     Returns:
         image float32 [ch,cw,3], labels int32 [ch,cw], instances int32 [ch,cw] (None if
         None was given), valid bool [ch,cw].
     """
-    seeds = tf.random.experimental.stateless_split(seed, 2)
+    seeds = tf.random.experimental.stateless_split(seed, 3)
     shape = tf.shape(labels)
-    size_in = tf.cast(shape, tf.float32)
     if scale_range is None:
         factor = tf.constant(1.0)
     else:
         factor = tf.random.stateless_uniform(
             (), seeds[0], minval=scale_range[0], maxval=scale_range[1]
         )
-    scaled = tf.maximum(tf.cast(tf.round(size_in * factor), tf.int32), 2)
+    scaled = tf.maximum(tf.cast(tf.round(tf.cast(shape, tf.float32) * factor), tf.int32), 2)
     crop = tf.constant(crop_size, tf.int32)
     limit = tf.maximum(scaled - crop, 0) + 1
     offset = tf.random.stateless_uniform(
@@ -68,7 +71,12 @@ def random_scale_crop(image, labels, instances, seed, crop_size, scale_range, ig
     last = tf.cast(scaled - 1, tf.float32)
     start = tf.cast(offset, tf.float32) / last
     stop = tf.cast(offset + crop - 1, tf.float32) / last
-    boxes = tf.concat([start, stop], 0)[None]
+    mirror = tf.constant(False)
+    if flip:
+        mirror = tf.random.stateless_uniform((), seeds[2]) < 0.5
+    x_from = tf.where(mirror, stop[1], start[1])
+    x_to = tf.where(mirror, start[1], stop[1])
+    boxes = tf.stack([start[0], x_from, stop[0], x_to])[None]
     box_indices = tf.zeros([1], tf.int32)
 
     def resample(x, method, fill):
@@ -81,10 +89,10 @@ def random_scale_crop(image, labels, instances, seed, crop_size, scale_range, ig
                      tf.int32)
     if instances is not None:
         instances = tf.cast(resample(instances[..., None], "nearest", 0.0)[..., 0], tf.int32)
-    inside = offset + tf.range(tf.reduce_max(crop_size))[:, None] <= scaled - 1
-    valid = tf.logical_and(
-        inside[: crop_size[0], 0][:, None], inside[: crop_size[1], 1][None, :]
-    )
+    rows = offset[0] + tf.range(crop_size[0]) <= scaled[0] - 1
+    cols = offset[1] + tf.range(crop_size[1]) <= scaled[1] - 1
+    cols = tf.where(mirror, tf.reverse(cols, [0]), cols)
+    valid = tf.logical_and(rows[:, None], cols[None, :])
     return image, labels, instances, valid
 
 
@@ -117,24 +125,28 @@ def center_crop(image, labels, instances, size):
     return crop(image, labels, instances, offset, tf.constant(size, tf.int32))
 
 
-def random_flip(maps, seed):
-    """Mirror all [H,W,...] maps of ``maps`` left-right together with probability 1/2.
+def color_jitter(
+    image, seed, valid=None, brightness=32.0, contrast=(0.8, 1.2), saturation=(0.8, 1.2)
+):
+    """Random brightness, contrast and saturation as one 3x3 colour transform.
 
-    None entries pass through unchanged.
+    With ``b ~ U(-brightness, brightness)``, ``c ~ U(contrast)``, ``f ~ U(saturation)``,
+    ``m`` the mean colour of the (valid) pixels and ``g(x) = 0.299 r + 0.587 g + 0.114 b``:
+    brightness ``x + b``, then contrast ``c (x - m) + m + b``, then saturation
+    ``f x + (1 - f) g(x)``, clipped to 0..255. The three are affine, so they collapse to
+    ``x @ A + d`` (one pass over the pixels). Pixels outside ``valid`` must be 0 (as
+    ``random_scale_crop`` leaves them) and do not enter the mean.
     """
-    present = [m for m in maps if m is not None]
-    flip = tf.random.stateless_uniform((), seed) < 0.5
-    flipped = tf.cond(flip, lambda: [m[:, ::-1] for m in present], lambda: present)
-    flipped = iter(flipped)
-    return tuple(None if m is None else next(flipped) for m in maps)
-
-
-def color_jitter(image, seed, brightness=32.0, contrast=(0.8, 1.2), saturation=(0.8, 1.2)):
-    """Random brightness (+-32 grey levels), contrast and saturation; RGB 0..255 float."""
     seeds = tf.random.experimental.stateless_split(seed, 3)
-    image = tf.image.stateless_random_brightness(image, brightness, seeds[0])
-    image = tf.image.stateless_random_contrast(image, contrast[0], contrast[1], seeds[1])
+    shift = tf.random.stateless_uniform((), seeds[0], -brightness, brightness)
+    scale = tf.random.stateless_uniform((), seeds[1], contrast[0], contrast[1])
     factor = tf.random.stateless_uniform((), seeds[2], saturation[0], saturation[1])
-    grey = tf.reduce_mean(image * tf.constant([0.299, 0.587, 0.114]) * 3.0, -1, keepdims=True)
-    image = grey + factor * (image - grey)
+    count = tf.cast(tf.reduce_prod(tf.shape(image)[:2]), tf.float32)
+    if valid is not None:
+        count = tf.reduce_sum(tf.cast(valid, tf.float32))
+    mean = tf.reduce_sum(image, [0, 1]) / tf.maximum(count, 1.0)
+    luma = tf.constant([0.299, 0.587, 0.114])
+    mix = factor * tf.eye(3) + (1.0 - factor) * luma[:, None] * tf.ones([1, 3])
+    offset = ((1.0 - scale) * mean + shift)[None] @ mix
+    image = tf.tensordot(image, scale * mix, 1) + offset[0]
     return tf.clip_by_value(image, 0.0, 255.0)

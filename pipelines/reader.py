@@ -178,16 +178,13 @@ def make_dataset(
         image, labels, instances = decoded["image"], decoded["labels"], decoded["instances"]
         element_seed = tf.stack([tf.constant(seed, tf.int64), index])
         if training:
-            seeds = tf.random.experimental.stateless_split(element_seed, 3)
+            seeds = tf.random.experimental.stateless_split(element_seed, 2)
             image, labels, instances, valid = augment.random_scale_crop(
-                image, labels, instances, seeds[0], crop_size, scale_range, ignore_label
+                image, labels, instances, seeds[0], crop_size, scale_range, ignore_label,
+                flip=flip,
             )
-            if flip:
-                image, labels, instances, valid = augment.random_flip(
-                    (image, labels, instances, valid), seeds[1]
-                )
             if color_jitter:
-                image = augment.color_jitter(image, seeds[2])
+                image = augment.color_jitter(image, seeds[1], valid)
             image = tf.where(valid[..., None], image, tf.constant(pad_value, tf.float32))
         else:
             image = tf.cast(image, tf.float32)

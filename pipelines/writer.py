@@ -26,8 +26,12 @@ import multiprocessing
 import os
 import struct
 
+import cv2
 import numpy as np
+import tensorflow as tf
 import tqdm
+
+from pipelines.schema import encode_example, image_format_of
 
 SCHEMA_VERSION = 1
 MANIFEST_SUFFIX = ".manifest.json"
@@ -72,10 +76,6 @@ def _where(sample):
 
 def validate_sample(sample, num_classes, ignore_label):
     """Raise one ValueError naming the sample's file if anything about it is wrong."""
-    import cv2
-
-    from pipelines.schema import image_format_of
-
     where = _where(sample)
     if sample.image_bytes is not None:
         detected = image_format_of(sample.image_bytes)
@@ -153,10 +153,6 @@ def _file_stats(path):
 
 def _write_shard(out_dir, final_name, source_fn, source_args, num_classes, ignore_label):
     """Write one shard atomically; runs in a worker process. Returns its manifest entry."""
-    import tensorflow as tf
-
-    from pipelines.schema import encode_example
-
     final = os.path.join(out_dir, final_name)
     temporary = os.path.join(out_dir, f".{final_name}.tmp-{os.getpid()}")
     try:

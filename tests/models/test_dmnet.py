@@ -58,7 +58,7 @@ def test_generated_kernels_are_retrievable_and_input_dependent():
 @pytest.mark.parametrize("name", ["dmnet", "dmnet_static"])
 def test_fit_steps_decrease_loss(name):
     images, labels = _batch()
-    model = kerasfuse.build_model(name, 4, **TINY)
+    model = kerasfuse.build_model(name, 4, filter_sizes=(1, 3, 4), **TINY)
     losses = fit_steps(model, kerasfuse.build_loss(name, 4), images, {"labels": labels},
                        steps=6)
     assert np.all(np.isfinite(losses))
