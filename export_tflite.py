@@ -71,7 +71,7 @@ def _option_names(parser):
 def resolve_args(argv):
     """Parse argv with the precedence defaults < --config < flags < key=value."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     names = _option_names(parser)
     updates = {}
     if args.config:
@@ -87,7 +87,7 @@ def resolve_args(argv):
         if unknown:
             raise ValueError(f"--config {args.config}: unknown option(s) {unknown}")
         parser.set_defaults(**mapping)
-        args = parser.parse_args(argv)
+        args = parser.parse_intermixed_args(argv)
     for item in args.overrides:
         key, sep, value = item.partition("=")
         key = key.replace("-", "_")

@@ -28,6 +28,25 @@ WEIGHT_DECAY_MODES = ("pytorch", "keras")
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
 
 
+#: Backbones for CPU demos and tests; heads get narrow widths on them by default.
+LIGHT_BACKBONES = ("resnet_tiny", "resnet_small")
+#: Head widths used on light backbones when ``model.options`` is not given (the papers'
+#: 256-512 channel heads would dominate the cost of a tiny backbone).
+LIGHT_HEAD_OPTIONS = {
+    "fcn": {"head_channels": 64},
+    "pspnet": {"head_channels": 64},
+    "deeplabv3plus": {"head_channels": 64},
+    "dmnet": {"head_channels": 64, "dcm_channels": 32, "aux_channels": 32},
+    "dmnet_static": {"head_channels": 64, "dcm_channels": 32, "aux_channels": 32},
+    "gffnet": {"head_channels": 64, "fusion_channels": 32, "aux_channels": 32},
+    "decouple_fcn": {"head_channels": 64},
+    "decouple_pspnet": {"head_channels": 64},
+    "decouple_deeplabv3plus": {"head_channels": 64},
+    "gcn": {"head_channels": 32},
+    "exfuse": {"head_channels": 32, "ss_channels": 32},
+}
+
+
 class ConfigError(ValueError):
     """A bad configuration value; the message names the key and the value."""
 
@@ -81,14 +100,24 @@ class ModelConfig:
         backbone: "resnet50", "resnet101", "resnet_small" or "resnet_tiny".
         output_stride: 8 or 16 (dilated backbone).
         weights: backbone weights: None, "imagenet" or a local keras.applications file.
-        options: extra builder keyword arguments (e.g. ``{head_channels: 64}``).
+        options: extra builder keyword arguments (e.g. ``{head_channels: 64}``); None
+            (default) = narrow heads on a light backbone, the papers' widths otherwise.
     """
 
     name: str = "gffnet"
     backbone: str = "resnet_tiny"
     output_stride: int = 8
     weights: typing.Optional[str] = None
-    options: dict = dataclasses.field(default_factory=dict)
+    options: typing.Optional[dict] = None
+
+    def builder_options(self):
+        """``options``, or when it is None the CPU-sized head widths of
+        :data:`LIGHT_HEAD_OPTIONS` on a light backbone (the builder defaults otherwise)."""
+        if self.options is not None:
+            return dict(self.options)
+        if self.backbone in LIGHT_BACKBONES:
+            return dict(LIGHT_HEAD_OPTIONS.get(self.name, {}))
+        return {}
 
 
 @dataclasses.dataclass

@@ -303,7 +303,7 @@ def synthetic_images(num_samples, input_size, seed=0):
     ])
 
 
-_FLEX_OP = re.compile(r"\btf\.[A-Za-z0-9_]+")
+_FLEX_OP = re.compile(r"\btf\.[A-Z][A-Za-z0-9_]*")
 
 
 def convert_tflite(saved_model_dir, precision, representative=None):
@@ -526,22 +526,8 @@ def export_model(source, out_dir, name=None, *, model_name=None, task=None, inpu
         ExportError: Flex op needed, or a float32 path disagrees with Keras.
     """
     log = log or (lambda *_: None)
-    if isinstance(source, keras.Model):
-        model = source
-    else:
-        model, run_model_name, _ = load_source(source)
-        model_name = model_name or run_model_name
-    if task is None:
-        task = infer_task(model, model_name)
-    if task not in ("segmentation", "edge"):
-        raise ValueError(f"task must be 'segmentation' or 'edge', got {task!r}")
-    if not isinstance(model.output, dict) or "logits" not in model.output:
-        raise ValueError("model must return a dict with a 'logits' output "
-                         "(docs/architecture.md)")
     precisions = _check_precisions(precisions)
-    input_size = _check_input_size(input_size) or _static_input_size(model)
-    if precisions and input_size is None:
-        raise ValueError("TFLite needs a fixed input size: pass input_size (--input-size H W)")
+    input_size = _check_input_size(input_size)
     if "int8" in precisions and not representative:
         raise ValueError("int8 needs representative data: pass representative "
                          "(--representative PATTERN)")
@@ -551,6 +537,26 @@ def export_model(source, out_dir, name=None, *, model_name=None, task=None, inpu
             raise ValueError(f"{label} must be an integer >= {minimum}, got {value!r}")
     if not tolerance > 0:
         raise ValueError(f"tolerance must be > 0, got {tolerance!r}")
+    if task is not None and task not in ("segmentation", "edge"):
+        raise ValueError(f"task must be 'segmentation' or 'edge', got {task!r}")
+    if representative and not glob.glob(representative):
+        raise ValueError(f"representative pattern {representative!r} matches no file")
+    if model_name is not None:
+        from kerasfuse.models.registry import get_spec
+
+        get_spec(model_name)
+    if isinstance(source, keras.Model):
+        model = source
+    else:
+        model, run_model_name, _ = load_source(source)
+        model_name = model_name or run_model_name
+    task = task or infer_task(model, model_name)
+    if not isinstance(model.output, dict) or "logits" not in model.output:
+        raise ValueError("model must return a dict with a 'logits' output "
+                         "(docs/architecture.md)")
+    input_size = input_size or _static_input_size(model)
+    if precisions and input_size is None:
+        raise ValueError("TFLite needs a fixed input size: pass input_size (--input-size H W)")
     name = name or model_name or model.name
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ValueError(f"name must use letters, digits, '_', '.', '-' only, got {name!r}")

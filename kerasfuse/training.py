@@ -572,7 +572,7 @@ class Trainer:
                 self.network = build_model(
                     cfg.model.name, self.num_classes, backbone=cfg.model.backbone,
                     output_stride=cfg.model.output_stride, weights=cfg.model.weights,
-                    **cfg.model.options)
+                    **cfg.model.builder_options())
                 self.loss_fn = build_loss(cfg.model.name, self.num_classes, **cfg.loss.options)
             except (TypeError, ValueError) as err:
                 raise ConfigError(f"model {cfg.model.name!r}: {err}") from None

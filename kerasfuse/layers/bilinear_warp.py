@@ -32,10 +32,10 @@ class BilinearWarp(keras.layers.Layer):
       ``y`` with ``H``). The two conventions give different results.
 
     Sampling coordinates and weights are computed in float32 even under mixed precision
-    (float64 for float64 inputs).
-    Each corner is one gather of rows of the flattened ``[B * H * W, C]`` input (with
-    per-sample row offsets), which converts to TFLite's builtin GATHER; four separate
-    gathers measured faster on CPU than one gather of all corners followed by a reduction.
+    (float64 for float64 inputs). Each corner is one gather of rows of the flattened
+    ``[B * H * W, C]`` input (with per-sample row offsets), which converts to TFLite's
+    builtin GATHER; four separate gathers measured faster on CPU than one gather of all
+    corners followed by a reduction.
 
     Args:
         flow_units: "pixels" or "normalized" (see above).

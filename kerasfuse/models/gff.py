@@ -5,7 +5,8 @@ the last feature of every stage (res2, res3, res4, res5) is reduced to 256 chann
 (1x1 conv-BN-ReLU) and fused (GFF, or an ablation fusion), then refined by two 3x3
 conv-BN-ReLU per level; the Dense Feature Pyramid (or, without it, plain resizing)
 brings the PPM output and all levels to the finest level where they are concatenated,
-followed by a 3x3 conv-BN-ReLU and the classifier. FCN auxiliary head on res4 (0.4).
+followed by the classifier (optionally after a 3x3 conv-BN-ReLU). FCN auxiliary head on
+res4 (0.4).
 """
 
 import keras
@@ -58,7 +59,8 @@ def _check_options(fusion, fusion_channels, gate_channels, sequential, dfp_kerne
 def build_gffnet(num_classes, backbone="resnet50", input_shape=(None, None, 3), weights=None,
                  output_stride=8, head_channels=512, fusion_channels=256, fusion="gff",
                  dense_pyramid=True, gate_channels=1, sequential=False, dfp_kernel_size=1,
-                 aux_head=True, aux_channels=256, dropout=0.1, **backbone_options):
+                 final_conv=False, aux_head=True, aux_channels=256, dropout=0.1,
+                 **backbone_options):
     """GFFNet: PSPNet + Gated Fully Fusion (+ Dense Feature Pyramid).
 
     Args:
@@ -78,6 +80,11 @@ def build_gffnet(num_classes, backbone="resnet50", input_shape=(None, None, 3), 
             reference code); gated fusions only.
         sequential: reference-code sequential GFF update (fusion="gff" only).
         dfp_kernel_size: kernel of the DFP convolutions ``H_i`` (1 or 3).
+        final_conv: a 3x3 conv-BN-ReLU (``fusion_channels``) between the concatenated
+            pyramid and the classifier (UPerNet-style). Off by default: the paper
+            classifies the concatenation ("all feature maps are concatenated for final
+            semantic segmentation"), and this conv (+3.5 M params, +58 GMACs at 512x512)
+            would exceed its Table 3 budget.
         aux_head: add the res4 FCN auxiliary head (output ``aux_logits``, weight 0.4).
         aux_channels: channels of the auxiliary head's 3x3 conv (256).
         dropout: dropout before the classifiers (0.1).
@@ -128,7 +135,8 @@ def build_gffnet(num_classes, backbone="resnet50", input_shape=(None, None, 3), 
                    for name, y in zip(("ppm",) + LEVELS[1:], [context] + refined[1:])]
         x = keras.layers.Concatenate(name="pyramid_concat")([resized[0], finest]
                                                             + resized[1:])
-    x = conv_bn_relu(x, fusion_channels, 3, name="gff_head")
+    if final_conv:
+        x = conv_bn_relu(x, fusion_channels, 3, name="gff_head")
     outputs = {"logits": classifier(x, num_classes, name="classifier", dropout=dropout)}
     if aux_head:
         outputs["aux_logits"] = fcn_head(features["res4"], num_classes, aux_channels,

@@ -187,3 +187,30 @@ def test_overhead_over_baseline_at_512(context):
                            aux_head=False).count_params()
     assert 0 < params - baseline < 6_000_000, (params, baseline)
     keras.backend.clear_session()
+
+
+@pytest.mark.slow
+def test_converts_to_tflite_builtins():
+    """BodyGeneration (depthwise, resize, gather-based warp) needs no Flex op."""
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = build_model("decouple_pspnet", NUM_CLASSES, **TINY)
+    images = _images(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "saved_model")
+        model.export(path, format="tf_saved_model", verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(path)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        interpreter = Interpreter(model_content=converter.convert())
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], images)
+    interpreter.invoke()
+    got = sorted((interpreter.get_tensor(d["index"]) for d in
+                  interpreter.get_output_details()), key=lambda a: a.shape[-1])
+    want = model(images)
+    np.testing.assert_allclose(got[0], np.asarray(want["boundary_logits"]), atol=1e-4)
+    # logits and body_logits both have 3 channels: match each Keras output to one of them.
+    for key in ("logits", "body_logits"):
+        diffs = [np.abs(g - np.asarray(want[key])).max() for g in got[1:]]
+        assert min(diffs) < 1e-4, (key, diffs)

@@ -27,7 +27,7 @@ def _batch(size=64, classes=4):
     {"fusion": "add", "dense_pyramid": False},
     {"fusion": "fpn"},
     {"fusion": "gated_fpn", "gate_channels": 8},
-    {"sequential": True, "dfp_kernel_size": 3},
+    {"sequential": True, "dfp_kernel_size": 3, "final_conv": True},
 ])
 def test_forward_shapes_and_dtypes(options):
     model = kerasfuse.build_model("gffnet", 4, **TINY, **options)
@@ -47,8 +47,10 @@ def test_structure_follows_the_paper():
         assert model.get_layer(f"reduce_{name}_conv").kernel.shape == (1, 1, c, 8)
         assert model.get_layer(f"gate_{name}").kernel.shape == (1, 1, 8, 1)
         assert model.get_layer(f"refine_{name}_2_conv").kernel.shape == (3, 3, 8, 8)
-    # The final head sees [PPM (16), y_1..y_4 (4 x 8)].
-    assert model.get_layer("gff_head_conv").kernel.shape == (3, 3, 16 + 4 * 8, 8)
+    # The classifier sees the concatenation [PPM (16), y_1..y_4 (4 x 8)].
+    assert model.get_layer("classifier").kernel.shape == (1, 1, 16 + 4 * 8, 4)
+    with_conv = kerasfuse.build_model("gffnet", 4, final_conv=True, **TINY)
+    assert with_conv.get_layer("gff_head_conv").kernel.shape == (3, 3, 16 + 4 * 8, 8)
 
 
 def test_gate_maps_are_retrievable():

@@ -29,7 +29,7 @@ def tiny_overrides(data_dir, run_root, name="t", model="pspnet", steps=4, every=
         "dmnet": "{head_channels: 8, dcm_channels: 8, aux_channels: 8, filter_sizes: [1, 3]}",
         "decouple_fcn": "{head_channels: 8}",
         "exfuse": "{head_channels: 8, ss_channels: 8}",
-        "gffnet": "{channels: 8}",
+        "gffnet": "{head_channels: 8, fusion_channels: 8, aux_channels: 8}",
     }.get(model, "{}")
     return [
         f"model.name={model}", "model.backbone=resnet_tiny", f"model.options={options}",

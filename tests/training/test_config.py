@@ -158,3 +158,13 @@ def test_named_config_can_be_given_by_name():
     assert config.data.batch_size == 8
     assert config.optimizer.lr == 0.08
     assert config.optimizer.head_lr_multiplier == 10.0
+
+
+def test_light_backbones_get_narrow_heads_unless_options_are_given():
+    light = load_config(None, ["model.name=dmnet", "model.backbone=resnet_tiny"])
+    assert light.model.builder_options() == {"head_channels": 64, "dcm_channels": 32,
+                                             "aux_channels": 32}
+    paper = load_config(None, ["model.name=dmnet", "model.backbone=resnet50"])
+    assert paper.model.builder_options() == {}
+    explicit = load_config(None, ["model.name=dmnet", "model.options.head_channels=16"])
+    assert explicit.model.builder_options() == {"head_channels": 16}
