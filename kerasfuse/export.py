@@ -172,14 +172,14 @@ def _resize(images, input_size):
     return tf.image.resize(images, input_size, method="bilinear", antialias=False)
 
 
-def _decode_one(data, index, reference_shape=None):
+def _decode_one(data, index, what, reference_shape=None):
     """Decode one PNG/JPEG string to uint8 [H,W,3]; InvalidArgument naming the problem."""
     magic8 = tf.strings.substr(data, 0, 8)
     magic3 = tf.strings.substr(data, 0, 3)
     supported = tf.logical_or(tf.equal(magic8, _PNG_MAGIC), tf.equal(magic3, _JPEG_MAGIC))
     check = tf.debugging.Assert(
         supported,
-        ["image_bytes: image", index, "is empty or not PNG/JPEG (unsupported or corrupt data)"],
+        [what, "image", index, "is empty or not PNG/JPEG (unsupported or corrupt data)"],
     )
     with tf.control_dependencies([check]):
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
@@ -187,7 +187,7 @@ def _decode_one(data, index, reference_shape=None):
     if reference_shape is not None:
         same = tf.debugging.Assert(
             tf.reduce_all(tf.equal(tf.shape(image), reference_shape)),
-            ["image_bytes: image", index, "has shape", tf.shape(image),
+            [what, "image", index, "has shape", tf.shape(image),
              "but image 0 has shape", reference_shape,
              "; without a fixed input size a batch must share one size"],
         )
@@ -196,11 +196,11 @@ def _decode_one(data, index, reference_shape=None):
     return image
 
 
-def _decode_batch(strings, input_size):
+def _decode_batch(strings, input_size, what):
     """Decode a batch of encoded images to float32 [B,H,W,3] (resized when fixed size)."""
     count = tf.shape(strings)[0]
     if input_size is None:
-        first = _decode_one(strings[0], 0)
+        first = _decode_one(strings[0], 0, what)
         reference = tf.shape(first)
         spec = tf.TensorSpec([None, None, 3], tf.float32)
     else:
@@ -209,7 +209,7 @@ def _decode_batch(strings, input_size):
 
     def decode(args):
         data, index = args
-        image = _decode_one(data, index, reference)
+        image = _decode_one(data, index, what, reference)
         return _resize(image[None], input_size)[0]
 
     return tf.map_fn(decode, (strings, tf.range(count)), fn_output_signature=spec)
@@ -230,13 +230,13 @@ def _serving_functions(model, task, input_size):
         return run(images)
 
     def image_bytes(image_bytes):
-        return run(_decode_batch(image_bytes, input_size))
+        return run(_decode_batch(image_bytes, input_size, "image_bytes:"))
 
     def tf_example(tf_examples):
         features = tf.io.parse_example(
             tf_examples, {IMAGE_KEY: tf.io.FixedLenFeature((), tf.string, default_value="")}
         )
-        return run(_decode_batch(features[IMAGE_KEY], input_size))
+        return run(_decode_batch(features[IMAGE_KEY], input_size, "tf_example image/encoded:"))
 
     return {
         "image_tensor": (image_tensor,

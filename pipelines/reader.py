@@ -54,6 +54,11 @@ def _check_size_against_manifest(files, manifest):
             )
 
 
+def _check_int(name, value, low):
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
 def make_dataset(
     pattern,
     training,
@@ -122,8 +127,7 @@ def make_dataset(
     unknown = [t for t in targets if t not in TARGETS]
     if unknown or not targets:
         raise ValueError(f"targets must be a non-empty subset of {TARGETS}, got {targets!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    _check_int("batch_size", batch_size, 1)
     augment.check_augment_args(crop_size, scale_range, pad_value)
     if training and crop_size is None:
         raise ValueError("training=True needs a crop_size (height, width)")
@@ -139,10 +143,11 @@ def make_dataset(
         if manifest is None:
             raise ValueError("targets include 'edges': pass num_classes (no manifest found)")
         num_classes = int(manifest["num_classes"])
-    if num_classes is not None and (
-        isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
-    ):
-        raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
+    if num_classes is not None:
+        _check_int("num_classes", num_classes, 1)
+    if shuffle_buffer is not None:
+        _check_int("shuffle_buffer", shuffle_buffer, 0)
+    _check_int("cycle_length", cycle_length, 1)
     if seed is None:
         seed = int(np.random.randint(0, 2**31 - 1))
     if shuffle_buffer is None:

@@ -70,6 +70,7 @@ def test_folders_cli_and_unmatched_error(tmp_path, capsys):
     assert "without a label: b.png" in _one_error_line(capsys)
 
 
+@pytest.mark.slow
 def test_help_lists_every_converter():
     result = subprocess.run(
         [sys.executable, "-m", "pipelines.build_tfrecords", "--help"],

@@ -246,6 +246,8 @@ def test_manifest_path_and_num_classes_from_manifest(synthetic_dir):
         ({"num_classes": 0, "targets": ("edges",)}, "num_classes must be an integer >= 1"),
         ({"verify": "md5"}, "verify must be"),
         ({"pad_value": (1, 2)}, "pad_value must hold 3"),
+        ({"shuffle_buffer": -1}, "shuffle_buffer must be an integer >= 0, got -1"),
+        ({"cycle_length": 0}, "cycle_length must be an integer >= 1, got 0"),
     ],
 )
 def test_bad_config_values(synthetic_dir, kwargs, message):
