@@ -28,7 +28,7 @@ def _parser():
                "optimizer.lr=0.02",
     )
     parser.add_argument("--config", help="YAML/JSON config file or a named config under "
-                        "configs/ (e.g. cityscapes/dmnet_r50); default: the embedded demo")
+                        "configs/ (e.g. cityscapes/dmnet); default: the embedded demo")
     parser.add_argument("--devices", type=int, default=None, metavar="N",
                         help="split the CPU into N logical devices and train with "
                         "MirroredStrategy over them (sets run.devices)")

@@ -9,7 +9,7 @@ overrides use dotted keys: ``model.name=dmnet optimizer.lr=0.01 data.crop_size=[
 :func:`validate`; problems raise :class:`ConfigError` naming the offending key and value.
 
 Example:
-    >>> config = load_config("configs/cityscapes/dmnet_r50.yaml", ["optimizer.lr=0.005"])
+    >>> config = load_config("cityscapes/dmnet", ["optimizer.lr=0.005"])
     >>> config.model.name
     'dmnet'
 """
@@ -21,7 +21,7 @@ import typing
 
 import yaml
 
-#: Directory of the named configs (``--config cityscapes/dmnet_r50`` -> this/cityscapes/...).
+#: Directory of the named configs (``--config cityscapes/dmnet`` -> this/cityscapes/...).
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           "configs")
 WEIGHT_DECAY_MODES = ("pytorch", "keras")
@@ -149,7 +149,7 @@ class OptimizerConfig:
         clipnorm: clip gradients to this global norm (None = no clipping).
     """
 
-    lr: float = 0.01
+    lr: float = 0.05
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 1e-4
@@ -171,7 +171,7 @@ class ScheduleConfig:
         end_lr: learning rate at the end of the schedule.
     """
 
-    epochs: int = 10
+    epochs: int = 8
     steps_per_epoch: int = 100
     power: float = 0.9
     warmup_steps: int = 0
@@ -208,7 +208,7 @@ class RunConfig:
     devices: int = 0
     mixed_precision: bool = False
     checkpoint_every: int = 50
-    val_every: int = 1
+    val_every: int = 4
     val_steps: typing.Optional[int] = None
     log_every: int = 10
     num_images: int = 4
@@ -360,7 +360,7 @@ def load_config(path=None, overrides=()):
     """Load a config file (or the defaults), apply ``key=value`` overrides, validate.
 
     Args:
-        path: YAML / JSON file, a named config ("cityscapes/dmnet_r50"), or None for the
+        path: YAML / JSON file, a named config ("cityscapes/dmnet"), or None for the
             embedded default (synthetic data, small fusion model).
         overrides: iterable of ``"section.field=value"`` strings; ``model.options.x=1`` and
             ``loss.options.x=1`` set one builder / loss keyword.
