@@ -256,7 +256,8 @@ def configure_logical_devices(count):
 
 def _tf_config_workers():
     spec = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
-    return len(spec.get("cluster", {}).get("worker", []))
+    cluster = spec.get("cluster", {})
+    return len(cluster.get("chief", [])) + len(cluster.get("worker", []))
 
 
 def make_strategy(kind="auto", devices=0):
@@ -290,7 +291,8 @@ def num_workers(strategy):
     """Workers in the cluster (1 unless MultiWorkerMirroredStrategy)."""
     resolver = getattr(strategy, "cluster_resolver", None)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and resolver:
-        return max(1, len(resolver.cluster_spec().as_dict().get("worker", [])))
+        cluster = resolver.cluster_spec().as_dict()
+        return max(1, len(cluster.get("chief", [])) + len(cluster.get("worker", [])))
     return 1
 
 
@@ -310,14 +312,16 @@ def shard_policy(num_files, workers):
     return tf.data.experimental.AutoShardPolicy.DATA
 
 
-def evaluate(network, dataset, task, num_classes, steps=None):
+def evaluate(network, dataset, task, num_classes, steps=None, forward=None):
     """Validation metrics of ``network`` over ``dataset`` (``(image, targets)`` batches).
 
     Segmentation: ``miou``, ``pixel_accuracy`` and per-class ``iou`` from a confusion
     matrix of the argmax of ``logits`` (ignore 255). Edge models: ``mf_ods`` and
-    ``mf_ois`` of the sigmoid of ``logits`` against ``targets["edges"]``.
+    ``mf_ois`` of the sigmoid of ``logits`` against ``targets["edges"]``. ``forward``
+    (images -> logits) may be given to reuse one traced function across evaluations.
     """
-    forward = tf.function(lambda images: network(images, training=False)["logits"])
+    if forward is None:
+        forward = logits_function(network)
     cm = np.zeros((num_classes, num_classes), "int64")
     edge_f = SemanticEdgeF(num_classes) if task == "edge" else None
     for index, (images, targets) in enumerate(dataset):
@@ -340,6 +344,12 @@ def evaluate(network, dataset, task, num_classes, steps=None):
         "pixel_accuracy": float(np.trace(cm) / max(cm.sum(), 1)),
         "iou": [None if np.isnan(v) else float(v) for v in iou],
     }
+
+
+def logits_function(network):
+    """A traced ``images -> logits`` inference function of ``network``."""
+    return tf.function(lambda images: network(images, training=False)["logits"],
+                       reduce_retracing=True)
 
 
 def prediction_pictures(network, images, targets, task, num_classes):
@@ -489,6 +499,7 @@ class Trainer:
         self._writers = {}
         self._val_batches = None
         self._last_val = (None, {})
+        self._forward = None
         self.resumed_from = 0
 
     # ----------------------------------------------------------------- data
@@ -609,8 +620,10 @@ class Trainer:
         """Evaluate on the validation split, log, keep the best model, write pictures."""
         if self.val_ds is None:
             return {}
+        if self._forward is None:
+            self._forward = logits_function(self.network)
         metrics = evaluate(self.network, self.val_ds, self.spec.task, self.num_classes,
-                           self.config.run.val_steps)
+                           self.config.run.val_steps, forward=self._forward)
         score = metrics[self.monitor]
         self._last_val = (step, metrics)
         print(f"\nstep {step}: val {self.monitor} {score:.4f}", flush=True)

@@ -78,8 +78,10 @@ def test_signatures_match_keras(method_export, test_images):
             assert np.mean(outputs["class_map"].numpy() == maps) >= 0.999, key
 
 
-def test_saved_model_cli(method_export):
+def test_saved_model_cli(method_export, tmp_path):
     name, _, result = method_export
+    inputs = tmp_path / "images.npy"
+    np.save(inputs, np.full((1, *SIZE, 3), 120, dtype=np.uint8))
     cli = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     shown = subprocess.run([*cli, "show", "--dir", result.saved_model_dir, "--all"],
@@ -90,7 +92,7 @@ def test_saved_model_cli(method_export):
     ran = subprocess.run(
         [*cli, "run", "--dir", result.saved_model_dir, "--tag_set", "serve",
          "--signature_def", "image_tensor",
-         "--input_exprs", "images=np.full((1, 64, 64, 3), 120, dtype=np.uint8)"],
+         "--inputs", f"images={inputs}"],
         capture_output=True, text=True, env=env, timeout=300)
     assert ran.returncode == 0, ran.stderr
     assert f"Result for output key {_main_output(_task(name))}" in ran.stdout
