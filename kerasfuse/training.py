@@ -348,8 +348,10 @@ def evaluate(network, dataset, task, num_classes, steps=None, forward=None):
 
 def logits_function(network):
     """A traced ``images -> logits`` inference function of ``network``."""
-    return tf.function(lambda images: network(images, training=False)["logits"],
-                       reduce_retracing=True)
+    def logits(images):
+        return network(images, training=False)["logits"]
+
+    return tf.function(logits, reduce_retracing=True)
 
 
 def prediction_pictures(network, images, targets, task, num_classes):
