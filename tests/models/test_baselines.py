@@ -3,19 +3,9 @@ import pytest
 
 import kerasfuse
 from kerasfuse.models import MODELS, get_spec, intermediates
-from tests.models.fit_utils import fit_steps
+from tests.models.fit_utils import fit_steps, toy_segmentation_batch
 
 BASELINES = ("fcn", "pspnet", "deeplabv3plus")
-
-
-def _batch(size=64, classes=4):
-    rng = np.random.RandomState(0)
-    images = rng.uniform(0, 255, (2, size, size, 3)).astype("float32")
-    labels = np.zeros((2, size, size), "int32")
-    labels[:, size // 4: size // 2, size // 8: 7 * size // 8] = 1
-    labels[1, size // 2:, : size // 2] = classes - 1
-    labels[0, :3] = 255
-    return images, labels
 
 
 @pytest.mark.parametrize("name", BASELINES)
@@ -31,7 +21,7 @@ def test_outputs_are_float32_at_image_size(name):
 
 @pytest.mark.parametrize("name", BASELINES)
 def test_fit_steps_decrease_loss(name):
-    images, labels = _batch()
+    images, labels = toy_segmentation_batch()
     model = kerasfuse.build_model(name, 4, backbone="resnet_tiny", head_channels=16)
     losses = fit_steps(model, kerasfuse.build_loss(name, 4), images, {"labels": labels},
                        steps=6)

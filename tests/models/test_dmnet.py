@@ -4,20 +4,10 @@ import pytest
 import kerasfuse
 from kerasfuse.layers import ContextAwareFilters, DynamicConvModule, StaticConvModule
 from kerasfuse.models import intermediates
-from tests.models.fit_utils import fit_steps
+from tests.models.fit_utils import fit_steps, toy_segmentation_batch
 
 TINY = {"backbone": "resnet_tiny", "head_channels": 16, "dcm_channels": 8,
         "aux_channels": 8}
-
-
-def _batch(size=64, classes=4):
-    rng = np.random.RandomState(0)
-    images = rng.uniform(0, 255, (2, size, size, 3)).astype("float32")
-    labels = np.zeros((2, size, size), "int32")
-    labels[:, size // 4: size // 2, size // 8: 7 * size // 8] = 1
-    labels[1, size // 2:, : size // 2] = classes - 1
-    labels[0, :3] = 255
-    return images, labels
 
 
 @pytest.mark.parametrize("name", ["dmnet", "dmnet_static"])
@@ -45,7 +35,7 @@ def test_dmnet_structure_follows_the_paper():
 def test_generated_kernels_are_retrievable_and_input_dependent():
     model = kerasfuse.build_model("dmnet", 4, filter_sizes=(3, 5), **TINY)
     sub = intermediates(model, ["dcm3_kernels", "dcm5_kernels", "dcm5"])
-    images, _ = _batch()
+    images, _ = toy_segmentation_batch()
     out = sub(images)
     assert tuple(out["dcm3_kernels"].shape) == (2, 3, 3, 8)
     assert tuple(out["dcm5_kernels"].shape) == (2, 5, 5, 8)
@@ -57,7 +47,7 @@ def test_generated_kernels_are_retrievable_and_input_dependent():
 @pytest.mark.slow  # tracing the training step takes ~40 s on the shared 2-core machine
 @pytest.mark.parametrize("name", ["dmnet", "dmnet_static"])
 def test_fit_steps_decrease_loss(name):
-    images, labels = _batch()
+    images, labels = toy_segmentation_batch()
     model = kerasfuse.build_model(name, 4, filter_sizes=(1, 3, 4), **TINY)
     losses = fit_steps(model, kerasfuse.build_loss(name, 4), images, {"labels": labels},
                        steps=6)
@@ -101,7 +91,7 @@ def test_keras_save_and_reload(tmp_path):
     import keras
 
     model = kerasfuse.build_model("dmnet", 3, filter_sizes=(2, 3), **TINY)
-    images, _ = _batch(32)
+    images, _ = toy_segmentation_batch(32)
     path = str(tmp_path / "dmnet.keras")
     model.save(path)
     again = keras.saving.load_model(path)

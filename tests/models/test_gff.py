@@ -4,20 +4,10 @@ import pytest
 import kerasfuse
 from kerasfuse.layers import DenseFeaturePyramid, GatedFullyFusion
 from kerasfuse.models import intermediates
-from tests.models.fit_utils import fit_steps
+from tests.models.fit_utils import fit_steps, toy_segmentation_batch
 
 TINY = {"backbone": "resnet_tiny", "head_channels": 16, "fusion_channels": 8,
         "aux_channels": 8}
-
-
-def _batch(size=64, classes=4):
-    rng = np.random.RandomState(0)
-    images = rng.uniform(0, 255, (2, size, size, 3)).astype("float32")
-    labels = np.zeros((2, size, size), "int32")
-    labels[:, size // 4: size // 2, size // 8: 7 * size // 8] = 1
-    labels[1, size // 2:, : size // 2] = classes - 1
-    labels[0, :3] = 255
-    return images, labels
 
 
 @pytest.mark.parametrize("options", [
@@ -56,7 +46,7 @@ def test_structure_follows_the_paper():
 def test_gate_maps_are_retrievable():
     model = kerasfuse.build_model("gffnet", 4, **TINY)
     names = ["gate_res2", "gate_res3", "gate_res4", "gate_res5"]
-    images, _ = _batch()
+    images, _ = toy_segmentation_batch()
     out = intermediates(model, names)(images)
     assert tuple(out["gate_res2"].shape) == (2, 16, 16, 1)
     for name in names[1:]:
@@ -92,7 +82,7 @@ def test_bad_options(options, match):
 
 @pytest.mark.slow  # tracing the training step takes ~40 s on the shared 2-core machine
 def test_fit_steps_decrease_loss():
-    images, labels = _batch()
+    images, labels = toy_segmentation_batch()
     model = kerasfuse.build_model("gffnet", 4, **TINY)
     losses = fit_steps(model, kerasfuse.build_loss("gffnet", 4), images,
                        {"labels": labels}, steps=6)
@@ -115,7 +105,7 @@ def test_keras_save_and_reload(tmp_path):
     import keras
 
     model = kerasfuse.build_model("gffnet", 3, fusion="gated_fpn", **TINY)
-    images, _ = _batch(32)
+    images, _ = toy_segmentation_batch(32)
     path = str(tmp_path / "gffnet.keras")
     model.save(path)
     again = keras.saving.load_model(path)
