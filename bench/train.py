@@ -49,7 +49,7 @@ def bench_case(name, size, files, args):
                                      "edges" not in spec.targets else ())
     network = build_model(name, args.num_classes, backbone=args.backbone)
     model = LossModel(network, build_loss(name, args.num_classes))
-    schedule = ScheduleConfig(epochs=1, steps_per_epoch=args.steps + 1)
+    schedule = ScheduleConfig(epochs=1, steps_per_epoch=args.steps + 1, warmup_steps=0)
     model.compile(optimizer=build_optimizer(OptimizerConfig(), schedule, network),
                   jit_compile=False)
     dataset = make_dataset(files, training=True, crop_size=(size, size),

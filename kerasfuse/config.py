@@ -82,9 +82,9 @@ class DataConfig:
     val_crop_size: typing.Optional[typing.Tuple[int, int]] = None
     batch_size: int = 8
     val_batch_size: int = 8
-    scale_range: typing.Optional[typing.Tuple[float, float]] = (0.75, 2.0)
+    scale_range: typing.Optional[typing.Tuple[float, float]] = None
     flip: bool = True
-    color_jitter: bool = True
+    color_jitter: bool = False
     shuffle_buffer: typing.Optional[int] = None
     synthetic_dir: typing.Optional[str] = "data/synthetic"
     synthetic_train: int = 2000
@@ -149,7 +149,7 @@ class OptimizerConfig:
         clipnorm: clip gradients to this global norm (None = no clipping).
     """
 
-    lr: float = 0.05
+    lr: float = 0.2
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 1e-4
@@ -171,10 +171,10 @@ class ScheduleConfig:
         end_lr: learning rate at the end of the schedule.
     """
 
-    epochs: int = 8
+    epochs: int = 20
     steps_per_epoch: int = 100
     power: float = 0.9
-    warmup_steps: int = 0
+    warmup_steps: int = 100
     warmup_factor: float = 0.1
     end_lr: float = 0.0
 
@@ -208,7 +208,7 @@ class RunConfig:
     devices: int = 0
     mixed_precision: bool = False
     checkpoint_every: int = 50
-    val_every: int = 4
+    val_every: int = 5
     val_steps: typing.Optional[int] = None
     log_every: int = 10
     num_images: int = 4

@@ -36,7 +36,7 @@ def tiny_overrides(data_dir, run_root, name="t", model="pspnet", steps=4, every=
         f"data.train_pattern={data_dir}/train-*.tfrecord",
         f"data.val_pattern={data_dir}/val-*.tfrecord", "data.synthetic_dir=null",
         "data.crop_size=[64,64]", "data.batch_size=2", "data.val_batch_size=4",
-        "schedule.epochs=1", f"schedule.steps_per_epoch={steps}",
+        "schedule.epochs=1", f"schedule.steps_per_epoch={steps}", "schedule.warmup_steps=0",
         f"run.checkpoint_every={every}", f"run.root={run_root}", f"run.name={name}",
         "run.num_images=2", "run.progress=false", "run.log_every=1",
     ] + (["model.output_stride=32"] if model == "exfuse" else [])

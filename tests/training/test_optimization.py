@@ -68,7 +68,7 @@ def test_head_multiplier_and_coupled_decay_match_pytorch_sgd():
     net, backbone = _net()
     opt = build_optimizer(
         OptimizerConfig(lr=0.1, momentum=0.9, weight_decay=0.01, head_lr_multiplier=10.0),
-        ScheduleConfig(epochs=1, steps_per_epoch=1000, power=1e-9), net)
+        ScheduleConfig(epochs=1, steps_per_epoch=1000, power=1e-9, warmup_steps=0), net)
     w_b0 = backbone.get_layer("b").kernel.numpy()
     w_h0 = net.get_layer("head").kernel.numpy()
     g_b = np.array([[0.1, -0.2], [0.3, 0.0]], "float32")
@@ -88,7 +88,7 @@ def test_keras_weight_decay_mode_is_decoupled_and_unscaled():
     opt = build_optimizer(
         OptimizerConfig(lr=0.1, momentum=0.0, weight_decay=0.01, weight_decay_mode="keras",
                         head_lr_multiplier=10.0),
-        ScheduleConfig(epochs=1, steps_per_epoch=1000, power=1e-9), net)
+        ScheduleConfig(epochs=1, steps_per_epoch=1000, power=1e-9, warmup_steps=0), net)
     head = net.get_layer("head").kernel
     w0 = head.numpy().astype("float64")
     g = np.array([[0.05], [0.2]], "float32")
@@ -103,7 +103,7 @@ def test_global_clipnorm_scales_the_gradient_to_the_norm():
     net, backbone = _net()
     opt = build_optimizer(OptimizerConfig(lr=0.1, momentum=0.0, weight_decay=0.0,
                                           clipnorm=1.0),
-                          ScheduleConfig(epochs=1, steps_per_epoch=1000, power=1e-9), net)
+                          ScheduleConfig(epochs=1, steps_per_epoch=1000, power=1e-9, warmup_steps=0), net)
     head = net.get_layer("head").kernel
     w0 = head.numpy()
     g_h = np.array([[3.0], [4.0]], "float32")  # norm 5, the backbone gradient is zero
