@@ -149,7 +149,7 @@ class OptimizerConfig:
         clipnorm: clip gradients to this global norm (None = no clipping).
     """
 
-    lr: float = 0.2
+    lr: float = 0.4
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 1e-4
@@ -207,8 +207,8 @@ class RunConfig:
     strategy: str = "auto"
     devices: int = 0
     mixed_precision: bool = False
-    checkpoint_every: int = 50
-    val_every: int = 5
+    checkpoint_every: int = 100
+    val_every: int = 10
     val_steps: typing.Optional[int] = None
     log_every: int = 10
     num_images: int = 4
