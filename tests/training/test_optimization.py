@@ -103,7 +103,8 @@ def test_global_clipnorm_scales_the_gradient_to_the_norm():
     net, backbone = _net()
     opt = build_optimizer(OptimizerConfig(lr=0.1, momentum=0.0, weight_decay=0.0,
                                           clipnorm=1.0),
-                          ScheduleConfig(epochs=1, steps_per_epoch=1000, power=1e-9, warmup_steps=0), net)
+                          ScheduleConfig(epochs=1, steps_per_epoch=1000, power=1e-9,
+                                         warmup_steps=0), net)
     head = net.get_layer("head").kernel
     w0 = head.numpy()
     g_h = np.array([[3.0], [4.0]], "float32")  # norm 5, the backbone gradient is zero
