@@ -36,6 +36,15 @@ def test_defaults_are_the_embedded_demo():
     assert config.schedule.power == 0.9
 
 
+def test_named_synthetic_gffnet_config_is_the_no_argument_demo():
+    named, default = load_config("synthetic/gffnet"), load_config()
+    named.data.num_classes = default.data.num_classes  # the YAML states the 7 classes
+    assert named == default
+    # The other synthetic configs share the data and schedule but keep a low lr.
+    dmnet = load_config("synthetic/dmnet")
+    assert dmnet.schedule == default.schedule and dmnet.optimizer.lr < default.optimizer.lr
+
+
 def test_yaml_and_json_files_give_the_same_config(tmp_path):
     payload = {"model": {"name": "pspnet", "options": {"head_channels": 16}},
                "optimizer": {"lr": 0.05}, "data": {"crop_size": [64, 96]}}
