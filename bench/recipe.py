@@ -19,7 +19,6 @@ core each, so run-to-run timing is comparable but each case runs ~1.6x slower th
 """
 
 import argparse
-import glob
 import json
 import os
 import sys
@@ -51,44 +50,27 @@ def main(argv=None):
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     import keras
 
+    import train
     from kerasfuse.config import load_config
-    from kerasfuse.models.registry import build_loss, build_model
-    from kerasfuse.training import LossModel, build_optimizer, evaluate, manifest_for, shard_files
-    from pipelines import build_synthetic, make_dataset
-    from pipelines.writer import read_manifest
+    from kerasfuse.training import Trainer, evaluate
+    from pipelines import make_dataset
 
     config = load_config(args.config, args.overrides)
     config.schedule.epochs, config.schedule.steps_per_epoch = 1, args.steps
-    data, model_cfg = config.data, config.model
-    if not glob.glob(data.train_pattern) and data.synthetic_dir:
-        build_synthetic(data.synthetic_dir, train=data.synthetic_train,
-                        val=data.synthetic_val, progress=False)
-    train_files = shard_files(data.train_pattern)
-    num_classes = data.num_classes or int(read_manifest(manifest_for(train_files[0]))[
-        "num_classes"])
+    train._ensure_data(config)
     keras.utils.set_random_seed(config.run.seed)
-    network = build_model(model_cfg.name, num_classes, backbone=model_cfg.backbone,
-                          output_stride=model_cfg.output_stride, weights=model_cfg.weights,
-                          **model_cfg.builder_options())
-    model = LossModel(network, build_loss(model_cfg.name, num_classes, **config.loss.options))
-    model.compile(optimizer=build_optimizer(config.optimizer, config.schedule, network),
-                  jit_compile=False)
-    train = make_dataset(train_files, training=True, crop_size=tuple(data.crop_size),
-                         batch_size=data.batch_size, targets=("labels",),
-                         num_classes=num_classes, seed=config.run.seed,
-                         scale_range=data.scale_range, flip=data.flip,
-                         color_jitter=data.color_jitter, shuffle_buffer=data.shuffle_buffer)
-    val = make_dataset(shard_files(data.val_pattern), training=False, crop_size=None,
-                       batch_size=8, targets=("labels",), num_classes=num_classes)
-    train_plain = make_dataset(train_files, training=False, crop_size=None, batch_size=8,
-                               targets=("labels",), num_classes=num_classes)
+    trainer = Trainer(config)
+    trainer.build()
+    network, task, num_classes = trainer.network, trainer.spec.task, trainer.num_classes
+    train_plain = make_dataset(trainer.train_files, training=False, crop_size=None,
+                               batch_size=8, targets=("labels",), num_classes=num_classes)
     print(json.dumps({"case": args.overrides, "params": network.count_params()}), flush=True)
     start = time.time()
 
     class Report(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            metrics = evaluate(network, val, "segmentation", num_classes)
-            seen = evaluate(network, train_plain, "segmentation", num_classes, steps=25)
+            metrics = evaluate(network, trainer.val_ds, task, num_classes)
+            seen = evaluate(network, train_plain, task, num_classes, steps=25)
             print(json.dumps({
                 "step": (epoch + 1) * args.eval_every,
                 "seconds": round(time.time() - start),
@@ -98,8 +80,8 @@ def main(argv=None):
                 "iou": [None if v is None else round(v, 2) for v in metrics["iou"]],
             }), flush=True)
 
-    model.fit(train, steps_per_epoch=args.eval_every, epochs=args.steps // args.eval_every,
-              verbose=0, callbacks=[Report()])
+    trainer.model.fit(trainer.train_ds, steps_per_epoch=args.eval_every,
+                      epochs=args.steps // args.eval_every, verbose=0, callbacks=[Report()])
     return 0
 
 
