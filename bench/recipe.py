@@ -51,16 +51,20 @@ def main(argv=None):
     import keras
 
     import train
-    from kerasfuse.config import load_config
+    from kerasfuse.config import ConfigError, load_config
     from kerasfuse.training import Trainer, evaluate
     from pipelines import make_dataset
 
-    config = load_config(args.config, args.overrides)
-    config.schedule.epochs, config.schedule.steps_per_epoch = 1, args.steps
-    train._ensure_data(config)
-    keras.utils.set_random_seed(config.run.seed)
-    trainer = Trainer(config)
-    trainer.build()
+    try:
+        config = load_config(args.config, args.overrides)
+        config.schedule.epochs, config.schedule.steps_per_epoch = 1, args.steps
+        train._ensure_data(config)
+        keras.utils.set_random_seed(config.run.seed)
+        trainer = Trainer(config)
+        trainer.build()
+    except ConfigError as err:
+        print(f"recipe.py: error: {err}", file=sys.stderr)
+        return 2
     network, task, num_classes = trainer.network, trainer.spec.task, trainer.num_classes
     train_plain = make_dataset(trainer.train_files, training=False, crop_size=None,
                                batch_size=8, targets=("labels",), num_classes=num_classes)

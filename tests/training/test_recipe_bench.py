@@ -23,3 +23,12 @@ def test_recipe_bench_rejects_steps_not_multiple_of_eval_every():
     result = run_python(["bench/recipe.py", "--steps", "5", "--eval-every", "2"])
     assert result.returncode != 0
     assert "--steps must be a positive multiple of --eval-every" in result.stderr
+
+
+def test_recipe_bench_bad_config_value_gives_one_error_line(tiny_data, tmp_path):
+    overrides = tiny_overrides(tiny_data, tmp_path) + ["data.batch_size=-2"]
+    result = run_python(["bench/recipe.py", "--steps", "2", "--eval-every", "2"] + overrides)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("recipe.py")]
+    assert errors == ["recipe.py: error: data.batch_size must be >= 1, got -2"]
+    assert "Traceback" not in result.stderr
