@@ -1,4 +1,4 @@
-"""Speed of the two primitive layers: DynamicDepthwiseConv2D and BilinearWarp.
+"""Speed of the primitive layers: DynamicDepthwiseConv2D, BilinearWarp, SyncBatchNormalization.
 
 Times forward and forward+backward (gradients w.r.t. both inputs, random cotangent) of
 each layer inside ``tf.function`` at DMNet-like shapes (B=2, 64x64, C=512, k in 1,3,5,7)
@@ -8,9 +8,14 @@ convolution, and — when torch is importable — torch's grouped ``conv2d`` (ba
 into ``groups=B*C``, the same folding) and ``grid_sample`` on the same shapes, with the
 ratio ours/torch (< 1 means we are faster).
 
+SyncBatchNormalization is timed in training mode (batch moments, moving-average update,
+gradients w.r.t. the input) on one replica, where it runs TF's fused kernel, against
+``keras.layers.BatchNormalization(synchronized=True)`` (Keras' composite ops) at
+backbone/head shapes; the ratio is ours/Keras.
+
 Usage:
-    python bench/primitives.py [--runs 20] [--warmup 3] [--threads 0] [--only conv|warp]
-                               [--no-naive]
+    python bench/primitives.py [--runs 20] [--warmup 3] [--threads 0]
+                               [--only conv|warp|bn] [--no-naive]
 """
 
 import argparse
@@ -28,7 +33,11 @@ from keras import ops  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from kerasfuse.layers import BilinearWarp, DynamicDepthwiseConv2D  # noqa: E402
+from kerasfuse.layers import (  # noqa: E402
+    BilinearWarp,
+    DynamicDepthwiseConv2D,
+    SyncBatchNormalization,
+)
 
 try:
     import torch
@@ -38,6 +47,7 @@ except ImportError:
 
 CONV_SHAPES = [(2, 64, 64, 512, k) for k in (1, 3, 5, 7)]
 WARP_SHAPES = [(2, 64, 64, 256), (2, 128, 128, 256)]
+BN_SHAPES = [(8, 64, 64, 64), (8, 32, 32, 256), (8, 16, 16, 1024), (2, 128, 128, 256)]
 
 
 def median_ms(fns, runs, warmup):
@@ -179,6 +189,32 @@ def bench_warp(args, rng):
     return rows
 
 
+def bench_bn(args, rng):
+    """Rows (shape, (fwd, fwd+bwd) fused, (fwd, fwd+bwd) Keras) in training mode."""
+    rows = []
+    for shape in BN_SHAPES:
+        x = rng.standard_normal(shape).astype("float32")
+        steps = []
+        for layer in (SyncBatchNormalization(),
+                      keras.layers.BatchNormalization(synchronized=True)):
+            layer.build(shape)
+            steps += tf_steps(lambda t, layer=layer: layer(t, training=True), [x])
+        times = median_ms(steps, args.runs, args.warmup)
+        rows.append(("B{} {}x{} C{}".format(*shape), times[:2], times[2:]))
+    return rows
+
+
+def print_bn(rows):
+    print("| layer (training) | shape | fwd | fwd+bwd | Keras BN fwd | Keras BN fwd+bwd "
+          "| ratio fwd | ratio fwd+bwd |")
+    print("|" + "---|" * 8)
+    for shape, ours, keras_bn in rows:
+        cells = ["SyncBatchNormalization", shape, fmt(ours[0]), fmt(ours[1]),
+                 fmt(keras_bn[0]), fmt(keras_bn[1]), fmt(ours[0] / keras_bn[0]) + "x",
+                 fmt(ours[1] / keras_bn[1]) + "x"]
+        print("| " + " | ".join(cells) + " |")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20, help="timed runs per step (median)")
@@ -187,7 +223,7 @@ def main(argv=None):
         "--threads", type=int, default=0,
         help="intra-op threads for both TF and torch (0: each library's default)",
     )
-    parser.add_argument("--only", choices=("conv", "warp"), help="bench one layer only")
+    parser.add_argument("--only", choices=("conv", "warp", "bn"), help="bench one layer only")
     parser.add_argument(
         "--no-naive", dest="naive", action="store_false",
         help="skip the (slow) naive k*k shifted multiply-add baseline",
@@ -207,23 +243,29 @@ def main(argv=None):
         rows += bench_conv(args, rng)
     if args.only in (None, "warp"):
         rows += bench_warp(args, rng)
+    bn_rows = bench_bn(args, rng) if args.only in (None, "bn") else []
 
     torch_version = torch.__version__ if torch is not None else "not installed"
     print(f"TF {tf.__version__}, Keras {keras.__version__}, torch {torch_version}; "
           f"median of {args.runs} interleaved runs after {args.warmup} warm-up, "
           f"intra-op threads: {args.threads or 'default'}; times in ms")
-    header = ("layer", "shape", "fwd", "fwd+bwd", "torch fwd", "torch fwd+bwd",
-              "ratio fwd", "ratio fwd+bwd", "naive fwd+bwd", "speedup vs naive")
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for name, shape, ours, theirs, naive in rows:
-        ratio_f = ours[0] / theirs[0] if theirs[0] else None
-        ratio_fb = ours[1] / theirs[1] if theirs[1] else None
-        speedup = naive / ours[1] if naive else None
-        cells = [name, shape, fmt(ours[0]), fmt(ours[1]), fmt(theirs[0]), fmt(theirs[1]),
-                 fmt(ratio_f) + ("x" if ratio_f else ""), fmt(ratio_fb) + ("x" if ratio_fb else ""),
-                 fmt(naive), fmt(speedup) + ("x" if speedup else "")]
-        print("| " + " | ".join(cells) + " |")
+    if rows:
+        header = ("layer", "shape", "fwd", "fwd+bwd", "torch fwd", "torch fwd+bwd",
+                  "ratio fwd", "ratio fwd+bwd", "naive fwd+bwd", "speedup vs naive")
+        print("| " + " | ".join(header) + " |")
+        print("|" + "---|" * len(header))
+        for name, shape, ours, theirs, naive in rows:
+            ratio_f = ours[0] / theirs[0] if theirs[0] else None
+            ratio_fb = ours[1] / theirs[1] if theirs[1] else None
+            speedup = naive / ours[1] if naive else None
+            cells = [name, shape, fmt(ours[0]), fmt(ours[1]), fmt(theirs[0]), fmt(theirs[1]),
+                     fmt(ratio_f) + ("x" if ratio_f else ""),
+                     fmt(ratio_fb) + ("x" if ratio_fb else ""),
+                     fmt(naive), fmt(speedup) + ("x" if speedup else "")]
+            print("| " + " | ".join(cells) + " |")
+    if bn_rows:
+        print()
+        print_bn(bn_rows)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ one place.
 
 import keras
 
+from kerasfuse.layers.sync_batch_normalization import SyncBatchNormalization
+
 #: Keras momentum 0.9 == PyTorch momentum 0.1, the setting the papers' code trains with.
 BN_MOMENTUM = 0.9
 #: keras.applications ResNet uses 1.001e-5; heads use PyTorch's default 1e-5.
@@ -17,12 +19,11 @@ BN_EPSILON = 1e-5
 def batch_norm(name=None, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, **kwargs):
     """BatchNormalization synchronised across replicas under a tf.distribute strategy.
 
-    ``synchronized=True`` all-reduces the batch moments over replicas during training
-    (sync BN as in the papers); outside a strategy it is plain BatchNormalization.
+    Training all-reduces the batch moments over replicas (sync BN as in the papers); on a
+    single replica it is plain BatchNormalization computed by TF's fused kernel
+    (:class:`kerasfuse.layers.SyncBatchNormalization`).
     """
-    return keras.layers.BatchNormalization(
-        epsilon=epsilon, momentum=momentum, synchronized=True, name=name, **kwargs
-    )
+    return SyncBatchNormalization(epsilon=epsilon, momentum=momentum, name=name, **kwargs)
 
 
 def conv_bn_relu(x, filters, kernel_size=3, strides=1, dilation_rate=1, name=None,

@@ -30,7 +30,7 @@ STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
 
 #: Backbones for CPU demos and tests; heads get narrow widths on them by default.
 LIGHT_BACKBONES = ("resnet_tiny", "resnet_small")
-#: Head widths used on light backbones when ``model.options`` is not given (the papers'
+#: Head widths used on light backbones unless ``model.options`` overrides them (the papers'
 #: 256-512 channel heads would dominate the cost of a tiny backbone).
 LIGHT_HEAD_OPTIONS = {
     "fcn": {"head_channels": 64},
@@ -38,7 +38,10 @@ LIGHT_HEAD_OPTIONS = {
     "deeplabv3plus": {"head_channels": 64},
     "dmnet": {"head_channels": 64, "dcm_channels": 32, "aux_channels": 32},
     "dmnet_static": {"head_channels": 64, "dcm_channels": 32, "aux_channels": 32},
-    "gffnet": {"head_channels": 64, "fusion_channels": 32, "aux_channels": 32},
+    # No dropout: the narrow GFF head underfits in a CPU budget (docs/training.md,
+    # "Choosing the demo recipe").
+    "gffnet": {"head_channels": 64, "fusion_channels": 32, "aux_channels": 32,
+               "dropout": 0.0},
     "decouple_fcn": {"head_channels": 64},
     "decouple_pspnet": {"head_channels": 64},
     "decouple_deeplabv3plus": {"head_channels": 64},
@@ -78,7 +81,7 @@ class DataConfig:
     train_pattern: str = "data/synthetic/train-*.tfrecord"
     val_pattern: str = "data/synthetic/val-*.tfrecord"
     num_classes: typing.Optional[int] = None
-    crop_size: typing.Tuple[int, int] = (128, 128)
+    crop_size: typing.Tuple[int, int] = (96, 96)
     val_crop_size: typing.Optional[typing.Tuple[int, int]] = None
     batch_size: int = 8
     val_batch_size: int = 8
@@ -100,8 +103,10 @@ class ModelConfig:
         backbone: "resnet50", "resnet101", "resnet_small" or "resnet_tiny".
         output_stride: 8 or 16 (dilated backbone).
         weights: backbone weights: None, "imagenet" or a local keras.applications file.
-        options: extra builder keyword arguments (e.g. ``{head_channels: 64}``); None
-            (default) = narrow heads on a light backbone, the papers' widths otherwise.
+        options: extra builder keyword arguments (e.g. ``{dropout: 0.0}``). On a light
+            backbone they override single keys of the narrow head widths
+            (:data:`LIGHT_HEAD_OPTIONS`); on ResNet-50/101 the builder defaults (the
+            papers' widths) apply to every key not given.
     """
 
     name: str = "gffnet"
@@ -111,13 +116,13 @@ class ModelConfig:
     options: typing.Optional[dict] = None
 
     def builder_options(self):
-        """``options``, or when it is None the CPU-sized head widths of
-        :data:`LIGHT_HEAD_OPTIONS` on a light backbone (the builder defaults otherwise)."""
-        if self.options is not None:
-            return dict(self.options)
+        """Builder keywords: on a light backbone the CPU-sized head widths of
+        :data:`LIGHT_HEAD_OPTIONS` updated with ``options``; otherwise ``options``."""
+        merged = {}
         if self.backbone in LIGHT_BACKBONES:
-            return dict(LIGHT_HEAD_OPTIONS.get(self.name, {}))
-        return {}
+            merged.update(LIGHT_HEAD_OPTIONS.get(self.name, {}))
+        merged.update(self.options or {})
+        return merged
 
 
 @dataclasses.dataclass
@@ -171,7 +176,7 @@ class ScheduleConfig:
         end_lr: learning rate at the end of the schedule.
     """
 
-    epochs: int = 20
+    epochs: int = 35
     steps_per_epoch: int = 100
     power: float = 0.9
     warmup_steps: int = 100

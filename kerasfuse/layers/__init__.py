@@ -32,6 +32,7 @@ from kerasfuse.layers.semantic_embedding_branch import SemanticEmbeddingBranch
 from kerasfuse.layers.shared_concatenation import SharedConcatenation
 from kerasfuse.layers.side_feature_normalization import SideFeatureNormalization
 from kerasfuse.layers.static_conv_module import StaticConvModule
+from kerasfuse.layers.sync_batch_normalization import SyncBatchNormalization
 
 __all__ = [
     "ASPP",
@@ -62,4 +63,5 @@ __all__ = [
     "SharedConcatenation",
     "SideFeatureNormalization",
     "StaticConvModule",
+    "SyncBatchNormalization",
 ]

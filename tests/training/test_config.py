@@ -169,11 +169,16 @@ def test_named_config_can_be_given_by_name():
     assert config.optimizer.head_lr_multiplier == 10.0
 
 
-def test_light_backbones_get_narrow_heads_unless_options_are_given():
+def test_light_backbones_get_narrow_heads_that_options_override_key_by_key():
     light = load_config(None, ["model.name=dmnet", "model.backbone=resnet_tiny"])
     assert light.model.builder_options() == {"head_channels": 64, "dcm_channels": 32,
                                              "aux_channels": 32}
     paper = load_config(None, ["model.name=dmnet", "model.backbone=resnet50"])
     assert paper.model.builder_options() == {}
-    explicit = load_config(None, ["model.name=dmnet", "model.options.head_channels=16"])
-    assert explicit.model.builder_options() == {"head_channels": 16}
+    explicit = load_config(None, ["model.name=dmnet", "model.options.head_channels=16",
+                                  "model.options.dropout=0.0"])
+    assert explicit.model.builder_options() == {"head_channels": 16, "dcm_channels": 32,
+                                                "aux_channels": 32, "dropout": 0.0}
+    paper_explicit = load_config(None, ["model.name=dmnet", "model.backbone=resnet50",
+                                        "model.options.head_channels=16"])
+    assert paper_explicit.model.builder_options() == {"head_channels": 16}

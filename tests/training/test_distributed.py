@@ -28,12 +28,14 @@ SYNC_BN = textwrap.dedent("""
     strategy = make_strategy("auto", devices=2)
     with strategy.scope():
         bn = batch_norm(momentum=0.0)
-        bn.build((None, 1))
+        bn.build((None, 1, 1, 1))
 
     def replica_values(context):
         # replica 0 sees [0, 0], replica 1 sees [2, 2]: global mean 1, variance 1, while
-        # each replica alone has variance 0.
-        return tf.fill((2, 1), 2.0 * tf.cast(context.replica_id_in_sync_group, tf.float32))
+        # each replica alone has variance 0. NHWC images, the shape the single-replica
+        # fused kernel would take: several replicas must still all-reduce.
+        return tf.fill((2, 1, 1, 1),
+                       2.0 * tf.cast(context.replica_id_in_sync_group, tf.float32))
 
     values = strategy.experimental_distribute_values_from_function(replica_values)
     strategy.run(lambda x: bn(x, training=True), args=(values,))
@@ -56,6 +58,7 @@ def test_batch_norm_is_synchronized_across_mirrored_replicas():
 
 FIT_FAMILIES = textwrap.dedent("""
     import json, sys
+    import keras
     from kerasfuse.config import load_config
     from kerasfuse.training import Trainer, make_strategy
 
@@ -67,9 +70,10 @@ FIT_FAMILIES = textwrap.dedent("""
         trainer = Trainer(config, strategy=strategy)
         trainer.train()
         bn = [l for l in trainer.network.get_layer("backbone").layers
-              if l.__class__.__name__ == "BatchNormalization"]
+              if isinstance(l, keras.layers.BatchNormalization)]
         print(json.dumps({"model": model, "strategy": type(strategy).__name__,
-                          "synchronized": all(l.synchronized for l in bn)}), flush=True)
+                          "synchronized": bool(bn) and all(l.synchronized for l in bn)}),
+              flush=True)
 """)
 
 
