@@ -83,7 +83,7 @@ class DataConfig:
     num_classes: typing.Optional[int] = None
     crop_size: typing.Tuple[int, int] = (96, 96)
     val_crop_size: typing.Optional[typing.Tuple[int, int]] = None
-    batch_size: int = 8
+    batch_size: int = 16
     val_batch_size: int = 8
     scale_range: typing.Optional[typing.Tuple[float, float]] = None
     flip: bool = True
@@ -154,7 +154,7 @@ class OptimizerConfig:
         clipnorm: clip gradients to this global norm (None = no clipping).
     """
 
-    lr: float = 0.4
+    lr: float = 0.6
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 1e-4
@@ -176,7 +176,7 @@ class ScheduleConfig:
         end_lr: learning rate at the end of the schedule.
     """
 
-    epochs: int = 38
+    epochs: int = 20
     steps_per_epoch: int = 100
     power: float = 0.9
     warmup_steps: int = 100
