@@ -176,7 +176,7 @@ class ScheduleConfig:
         end_lr: learning rate at the end of the schedule.
     """
 
-    epochs: int = 18
+    epochs: int = 20
     steps_per_epoch: int = 100
     power: float = 0.9
     warmup_steps: int = 100
