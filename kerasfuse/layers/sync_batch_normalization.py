@@ -51,14 +51,11 @@ class SyncBatchNormalization(keras.layers.BatchNormalization):
         # moving average; Keras (and the normalisation itself) use sigma_B^2. A single
         # value per channel (n = 1) has sigma_B^2 = 0.
         count = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), "float32")
-        variance = tf.where(count > 1.0, variance * (count - 1.0) / tf.maximum(count, 1.0),
+        variance = tf.where(count > 1.0, variance * (count - 1.0) / count,
                             tf.zeros_like(variance))
-        mean, variance = tf.stop_gradient(mean), tf.stop_gradient(variance)
-        self.moving_mean.assign(self.moving_mean * self.momentum
-                                + tf.cast(mean, self.moving_mean.dtype) * (1.0 - self.momentum))
-        self.moving_variance.assign(
-            self.moving_variance * self.momentum
-            + tf.cast(variance, self.moving_variance.dtype) * (1.0 - self.momentum))
+        for moving, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):
+            moving.assign(moving * self.momentum
+                          + tf.cast(batch, moving.dtype) * (1.0 - self.momentum))
         return tf.cast(y, self.compute_dtype)
 
     def get_config(self):
