@@ -16,6 +16,8 @@ setup(
         "tensorflow>=2.20,<2.22",
         "keras>=3.10,<4",
         "tensorflow-datasets>=4.9,<5",
+        # tensorflow-datasets imports it on its dataset-loading path but does not declare it
+        "importlib_resources>=5",
         "numpy>=1.26,<3",
         "opencv-python-headless>=4.8,<5",
         "scipy>=1.11,<2",
