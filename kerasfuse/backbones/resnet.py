@@ -7,6 +7,8 @@ dilation 2 and 4 (output stride 16: only the last stage, dilation 2) — the dil
 backbone of PSPNet / DeepLab used by all five papers; weight shapes are unchanged.
 """
 
+import os
+
 import keras
 
 from kerasfuse.blocks import batch_norm
@@ -27,6 +29,16 @@ RESNET_WIDTHS = {
     "resnet_small": (16, 32, 64, 128),
 }
 _KERAS_EPSILON = 1.001e-5
+#: The keras.applications ImageNet weight files ``weights="imagenet"`` downloads.
+IMAGENET_FILES = {
+    "resnet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "resnet101": "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5",
+}
+
+
+class WeightsUnavailableError(ValueError):
+    """Pretrained weights were asked for but cannot be had (no network, no such file)."""
+
 FEATURE_NAMES = ("stem", "res2", "res3", "res4", "res5")
 
 
@@ -131,7 +143,20 @@ def load_resnet_weights(backbone, arch, weights):
     }
     if arch not in builders:
         raise ValueError(f"pretrained weights exist only for {sorted(builders)}, got {arch!r}")
-    reference = builders[arch](include_top=False, weights=weights, input_shape=(None, None, 3))
+    if weights != "imagenet" and not os.path.isfile(weights):
+        raise WeightsUnavailableError(f"weights file not found: {weights!r}")
+    try:
+        reference = builders[arch](include_top=False, weights=weights,
+                                   input_shape=(None, None, 3))
+    except Exception as err:
+        if weights != "imagenet" or "URL fetch failure" not in str(err):
+            raise
+        raise WeightsUnavailableError(
+            f"could not download the ImageNet weights of {arch} "
+            f"({IMAGENET_FILES[arch]}, keras.applications): {str(err).split(': ', 1)[-1]}. "
+            "Either fetch that file on a machine with internet and pass its path "
+            "(model.weights=PATH, or weights=PATH in build_model), or start from random "
+            "weights (model.weights=null, or weights=None)") from None
     copy_weights_by_name(reference, backbone)
     return backbone
 
