@@ -53,11 +53,12 @@ NOT_RUN = {
     "3 5 9 12": "needs the Cityscapes dataset",
     "python evaluate.py runs/dff --data \"data/sbd/val-*.tfrecord\" --edge-tolerance 0.0035":
         "needs the SBD dataset",
-    "python train.py --config cityscapes/dff model.backbone=resnet101":
+    "python train.py --config cityscapes/dff model.backbone=resnet101 run.name=dff_r101":
         "needs the Cityscapes dataset",
-    "python train.py --config sbd/dff model.options.weight_learner=invariant":
+    "python train.py --config sbd/dff model.options.weight_learner=invariant "
+    "run.name=dff_invariant":
         "needs the SBD dataset",
-    "python train.py --config cityscapes/dff data.batch_size=1 --devices 2":
+    "python train.py --config cityscapes/dff data.batch_size=1 --devices 2 run.name=dff_2dev":
         "needs the Cityscapes dataset",
     "python train.py --config voc/exfuse run.mixed_precision=true run.name=exfuse_amp":
         "needs PASCAL VOC",
