@@ -25,6 +25,7 @@ from kerasfuse.backbones.torch_resnet import (
     TORCH_RESNET_WIDTHS,
     torch_resnet,
 )
+from kerasfuse.backbones.wider_resnet import wider_resnet38_a2
 
 
 def _keras_applications_resnet(name, input_shape=(None, None, 3), output_stride=8,
@@ -65,6 +66,7 @@ BACKBONES = {
     "resnet101_d": functools.partial(_torch_resnet, "d", 101),
     "resnet50_dff": functools.partial(_torch_resnet, "dff", 50),
     "resnet101_dff": functools.partial(_torch_resnet, "dff", 101),
+    "wider_resnet38_a2": wider_resnet38_a2,
 }
 
 
