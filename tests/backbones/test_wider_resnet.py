@@ -1,11 +1,16 @@
 import importlib
+import os
+import pathlib
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasfuse.backbones import FEATURE_NAMES
+import kerasfuse
+from kerasfuse.backbones import FEATURE_NAMES, build_backbone
 from kerasfuse.backbones.wider_resnet import wider_resnet38_a2
 
 #: Reduced width for the fast tests: 4 .. 256 channels, the full topology.
@@ -16,6 +21,12 @@ IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], "float32") * 255
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], "float32") * 255
 
 
+@pytest.fixture(scope="module")
+def small_dilated():
+    """One reduced-width output-stride-8 backbone shared by the structural tests."""
+    return wider_resnet38_a2(output_stride=8, width_multiplier=SMALL)
+
+
 @pytest.fixture
 def reference_module():
     """The PyTorch reference trunk module (skips the test where torch is not installed)."""
@@ -23,37 +34,33 @@ def reference_module():
     return importlib.import_module("tests.backbones.torch_wider_resnet")
 
 
-def _convert(state_dict_path, model):
-    """Load a torch state dict by the naming convention ("." -> "__")."""
-    import torch
-
-    state = torch.load(state_dict_path, map_location="cpu")
-    groups = {}
-    for key, value in state.items():
-        path, param = key.rsplit(".", 1)
-        groups.setdefault(path.replace(".", "__"), {})[param] = value.numpy()
-    for layer_name, params in groups.items():
-        layer = model.get_layer(layer_name)
-        if "running_mean" in params:
-            layer.set_weights([params["weight"], params["bias"], params["running_mean"],
-                               params["running_var"]])
-        else:
-            layer.set_weights([params["weight"].transpose(2, 3, 1, 0)])
-    assert len(groups) == sum(1 for layer in model.layers if layer.weights)
-
-
-def _reference_and_converted(reference_module, tmp_path, output_stride, width_multiplier,
-                             seed=0):
-    import torch
-
+def _reference(reference_module, output_stride, width_multiplier, classes=0, seed=0):
+    """The PyTorch trunk with random weights and BN statistics, in inference mode."""
     reference = reference_module.WiderResNet38A2(dilation=output_stride == 8,
-                                                 width_multiplier=width_multiplier)
-    reference = reference_module.randomize(reference, seed).eval()
-    path = tmp_path / "wider_resnet38_a2.pth"
-    torch.save(reference.state_dict(), path)
-    model = wider_resnet38_a2(output_stride=output_stride, width_multiplier=width_multiplier)
-    _convert(path, model)
-    return reference, model
+                                                 width_multiplier=width_multiplier,
+                                                 classes=classes)
+    return reference_module.randomize(reference, seed).eval()
+
+
+def _converted(reference, tmp_path, output_stride, width_multiplier):
+    """Convert ``reference``'s state dict (``kerasfuse.convert``) and load it by name.
+
+    The command line has no width option, so the reduced-width networks go through
+    ``convert_checkpoint``, the function behind it.
+    """
+    import torch
+
+    from kerasfuse.convert import convert_checkpoint
+
+    source = tmp_path / "wider_resnet38_a2.pth"
+    torch.save(reference.state_dict(), source)
+    weights = tmp_path / "wider_resnet38_a2.weights.h5"
+    report = convert_checkpoint(source, "wider_resnet38_a2", weights,
+                                options={"width_multiplier": width_multiplier})
+    assert report["counts"]["skipped"] == sum(
+        key.endswith("num_batches_tracked") for key in reference.state_dict())
+    return build_backbone("wider_resnet38_a2", output_stride=output_stride, weights=weights,
+                          width_multiplier=width_multiplier)
 
 
 def _relative_errors(reference, model, image):
@@ -78,17 +85,36 @@ def _relative_errors(reference, model, image):
 ])
 def test_matches_torch_reference_at_reduced_width(reference_module, tmp_path, output_stride,
                                                  size):
-    reference, model = _reference_and_converted(reference_module, tmp_path, output_stride,
-                                                SMALL)
+    reference = _reference(reference_module, output_stride, SMALL)
+    model = _converted(reference, tmp_path, output_stride, SMALL)
     image = np.random.RandomState(0).uniform(0, 255, (2, *size, 3)).astype("float32")
     errors = _relative_errors(reference, model, image)
     assert max(errors.values()) <= 1e-4, errors
 
 
 @pytest.mark.slow
-def test_matches_torch_reference_at_full_width(reference_module, tmp_path):
-    """The published widths (64 .. 4096 channels), output stride 8, one odd 65x97 image."""
-    reference, model = _reference_and_converted(reference_module, tmp_path, 8, 1.0)
+def test_imagenet_checkpoint_converts_on_the_command_line_at_full_width(reference_module,
+                                                                         tmp_path):
+    """The published widths (64 .. 4096 channels), output stride 8, one odd 65x97 image.
+
+    The source has the layout of the authors' ImageNet file: a checkpoint dict whose
+    "state_dict" carries DataParallel's ``module.`` prefix and the unused ``bn_out`` and
+    ``classifier`` tensors, which the documented ``--skip`` patterns drop.
+    """
+    import torch
+
+    reference = _reference(reference_module, 8, 1.0, classes=1000, seed=1)
+    source = tmp_path / "wider_resnet38.pth.tar"
+    torch.save({"state_dict": {f"module.{key}": value
+                               for key, value in reference.state_dict().items()}}, source)
+    weights = tmp_path / "wider_resnet38_a2.weights.h5"
+    repository = pathlib.Path(kerasfuse.__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(repository), os.environ.get("PYTHONPATH")]))}
+    subprocess.run([sys.executable, "-m", "kerasfuse.convert", str(source),
+                    "--backbone", "wider_resnet38_a2", "--output", str(weights),
+                    "--skip", "bn_out.*", "--skip", "classifier.*"], check=True, env=env)
+    model = build_backbone("wider_resnet38_a2", output_stride=8, weights=weights)
     image = np.random.RandomState(1).uniform(0, 255, (1, 65, 97, 3)).astype("float32")
     errors = _relative_errors(reference, model, image)
     assert max(errors.values()) <= 1e-4, errors
@@ -115,8 +141,8 @@ def test_odd_size_rounds_up_like_torch():
         "stem": (49, 65), "res2": (25, 33), "res3": (13, 17), "res4": (7, 9), "res5": (7, 9)}
 
 
-def test_dilation_replaces_stride_with_unchanged_weight_shapes():
-    dilated = wider_resnet38_a2(output_stride=8, width_multiplier=SMALL)
+def test_dilation_replaces_stride_with_unchanged_weight_shapes(small_dilated):
+    dilated = small_dilated
     plain = wider_resnet38_a2(output_stride=32, width_multiplier=SMALL)
     assert [w.shape for w in dilated.weights] == [w.shape for w in plain.weights]
     assert dilated.get_layer("mod5__block1__convs__conv1").dilation_rate == (2, 2)
@@ -127,17 +153,16 @@ def test_dilation_replaces_stride_with_unchanged_weight_shapes():
     assert plain.get_layer("mod6__block1__proj_conv").strides == (2, 2)
 
 
-def test_layer_names_follow_torch_module_paths(reference_module):
-    names = {layer.name for layer in wider_resnet38_a2(width_multiplier=SMALL).layers
-             if layer.weights}
+def test_layer_names_follow_torch_module_paths(small_dilated, reference_module):
+    names = {layer.name for layer in small_dilated.layers if layer.weights}
     reference = reference_module.WiderResNet38A2(width_multiplier=SMALL)
     assert names == {key.rsplit(".", 1)[0].replace(".", "__")
                      for key in reference.state_dict()}
     assert "mod2__block1__bn1__0" in names and "mod7__block1__convs__bn3__0" in names
 
 
-def test_gradients_reach_every_trainable_weight():
-    model = wider_resnet38_a2(width_multiplier=SMALL)
+def test_gradients_reach_every_trainable_weight(small_dilated):
+    model = small_dilated
     image = keras.ops.convert_to_tensor(
         np.random.RandomState(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32"))
     with tf.GradientTape() as tape:

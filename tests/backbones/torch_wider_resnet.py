@@ -59,9 +59,12 @@ class WiderResNet38A2(nn.Module):
 
     ``dilation=True`` is the authors' output stride 8 (mod5 dilation 2, mod6/mod7
     dilation 4, only mod4 strided); ``False`` halves in mod4, mod5 and mod6 (stride 32).
+    ``classes`` adds the ImageNet head (``bn_out``, ``classifier.fc``) so the state dict
+    has the keys of the ImageNet checkpoint; the forward pass does not use it, as the
+    segmentation networks do not.
     """
 
-    def __init__(self, dilation=True, width_multiplier=1.0):
+    def __init__(self, dilation=True, width_multiplier=1.0, classes=0):
         super().__init__()
 
         def width(c):
@@ -85,6 +88,13 @@ class WiderResNet38A2(nn.Module):
                     in_channels, channels, stride if block == 0 else 1, dil, dropout)))
                 in_channels = channels[-1]
             self.add_module(f"mod{mod_id + 2}", nn.Sequential(OrderedDict(module)))
+        if classes:
+            self.bn_out = _bn_relu(in_channels)
+            self.classifier = nn.Sequential(OrderedDict([
+                ("avg_pool", nn.AdaptiveAvgPool2d(1)),
+                ("flatten", nn.Flatten()),
+                ("fc", nn.Linear(in_channels, classes)),
+            ]))
 
     def forward(self, x):
         out = {}
