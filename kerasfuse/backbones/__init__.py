@@ -11,7 +11,7 @@ import functools
 
 import keras
 
-from kerasfuse.backbones.converted import load_converted_weights
+from kerasfuse.backbones.converted import check_converted_path, load_converted_weights
 from kerasfuse.backbones.resnet import (
     FEATURE_NAMES,
     RESNET_DEPTHS,
@@ -94,6 +94,8 @@ def build_backbone(name="resnet50", input_shape=(None, None, 3), output_stride=8
         return name
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
+    if weights is not None and name not in RESNET_DEPTHS:
+        check_converted_path(name, weights)
     try:
         model = BACKBONES[name](input_shape=input_shape, output_stride=output_stride,
                                 **options)

@@ -32,6 +32,18 @@ def converted_file_info(path):
             json.loads(options) if options is not None else {})
 
 
+def check_converted_path(name, path):
+    """Raise unless ``path`` is an existing ``.weights.h5`` / ``.keras`` file; return it."""
+    path = os.fspath(path)
+    if not path.endswith(CONVERTED_SUFFIXES):
+        raise ValueError(f"weights for backbone {name!r} must be a file converted with "
+                         "`python -m kerasfuse.convert` (.weights.h5 or .keras, see "
+                         f"docs/weights.md), got {path!r}")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"weights file {path!r} does not exist")
+    return path
+
+
 def load_converted_weights(backbone, name, path):
     """Load a converted weights file into ``backbone`` (built as backbone ``name``).
 
@@ -43,13 +55,7 @@ def load_converted_weights(backbone, name, path):
     Returns:
         ``backbone``.
     """
-    path = os.fspath(path)
-    if not path.endswith(CONVERTED_SUFFIXES):
-        raise ValueError(f"weights for backbone {name!r} must be a file converted with "
-                         "`python -m kerasfuse.convert` (.weights.h5 or .keras, see "
-                         f"docs/weights.md), got {path!r}")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"weights file {path!r} does not exist")
+    path = check_converted_path(name, path)
     if path.endswith(".keras"):
         source = keras.saving.load_model(path, compile=False)
         _copy_all_weights(source, backbone, path)
