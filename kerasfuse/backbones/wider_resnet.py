@@ -3,12 +3,21 @@
 Layer names are the PyTorch module paths of the reference implementation with "." replaced
 by "__" (``mod2.block1.convs.conv1`` -> ``mod2__block1__convs__conv1``,
 ``mod2.block1.bn1.0`` -> ``mod2__block1__bn1__0``), so a state dict converts by name with
-the generic converter (``python -m kerasfuse.convert``). The authors' checkpoints store the
-trunk under a ``module.`` prefix: the ImageNet file ``wider_resnet38.pth.tar`` was saved
-from ``DataParallel(WiderResNetA2(classes=1000))`` (``module.mod1.conv1.weight``, ...,
-plus ``module.bn_out.0.*`` and ``module.classifier.fc.*``, which this backbone does not
-use), and their segmentation checkpoints hold the trunk modules directly on the network
-(``module.mod1...``, ``module.mod7...``, no ``bn_out``). Strip ``module.`` when converting.
+the generic converter. The authors' checkpoints carry DataParallel's ``module.`` prefix,
+which the converter strips:
+
+- ImageNet weights (``wider_resnet38.pth.tar``, saved from
+  ``DataParallel(WiderResNetA2(classes=1000))``): ``module.mod1.conv1.weight`` ...
+  ``module.mod7...``, plus ``module.bn_out.0.*`` and ``module.classifier.fc.*``, which the
+  segmentation networks (and this backbone) do not use::
+
+      python -m kerasfuse.convert wider_resnet38.pth.tar --backbone wider_resnet38_a2 \
+          --output wider_resnet38_a2.weights.h5 --skip 'bn_out.*' --skip 'classifier.*'
+
+- Trained segmentation checkpoints (``{"state_dict": net.state_dict(), ...}``): the trunk
+  modules sit directly on the network (``module.mod1...``, ``module.pool2`` has no
+  weights, no ``bn_out``); skip the head's modules with ``--skip`` (e.g. ``'aspp.*'``,
+  ``'bot_*'``, ``'final*'`` for DeepWV3Plus).
 """
 
 import keras
