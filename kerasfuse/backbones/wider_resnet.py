@@ -152,7 +152,7 @@ def wider_resnet38_a2(output_stride=8, input_shape=(None, None, 3), width_multip
         output_stride: 8, 16 or 32.
         input_shape: image shape, RGB in [0, 255]; spatial dims may be None.
         width_multiplier: scales every channel count (rounded, at least 1); 1.0 is the
-            published network (about 104 M weights without the ImageNet classifier). Smaller
+            published network (105.1 M parameters, BN statistics included). Smaller
             values give the same topology for tests and demos.
         name: model name.
 
