@@ -1,6 +1,7 @@
 """Reading PyTorch checkpoints; the only place kerasfuse imports torch."""
 
 import os
+import zipfile
 
 import numpy as np
 
@@ -20,6 +21,14 @@ def _import_torch():
     return torch
 
 
+def _looks_like_torch_file(path):
+    """torch.save writes a zip archive (torch >= 1.6) or a pickle (protocol 2+: 0x80)."""
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, "rb") as f:
+        return f.read(1) == b"\x80"
+
+
 def load_state_dict(path, trust_pickle=False):
     """Read a ``.pth`` / ``.pt`` file into ``{key: float32 numpy array}``.
 
@@ -37,6 +46,9 @@ def load_state_dict(path, trust_pickle=False):
     if not os.path.isfile(path):
         raise ConversionError(f"checkpoint {path!r} does not exist")
     torch = _import_torch()
+    if not _looks_like_torch_file(path):
+        raise ConversionError(f"{path!r} is not a PyTorch checkpoint (neither a zip archive "
+                              "nor a pickle)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except Exception as error:  # torch raises many types for foreign files

@@ -70,8 +70,8 @@ def _rules(layer):
     if isinstance(layer, keras.layers.Conv2DTranspose):
         rules = {"weight": ("kernel", _conv_kernel)}
     elif isinstance(layer, keras.layers.DepthwiseConv2D):
-        channels = layer.depthwise_kernel.shape[2]
-        rules = {"weight": ("depthwise_kernel", lambda v: _depthwise_kernel(v, channels))}
+        channels = layer.kernel.shape[2]
+        rules = {"weight": ("kernel", lambda v: _depthwise_kernel(v, channels))}
     elif isinstance(layer, keras.layers.Conv2D):
         rules = {"weight": ("kernel", _conv_kernel)}
     elif isinstance(layer, keras.layers.Dense):
