@@ -8,6 +8,7 @@ dict's module paths ("." -> "__") load converted weights (:mod:`kerasfuse.conver
 """
 
 import functools
+import inspect
 
 import keras
 
@@ -96,12 +97,14 @@ def build_backbone(name="resnet50", input_shape=(None, None, 3), output_stride=8
         raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
     if weights is not None and name not in RESNET_DEPTHS:
         check_converted_path(name, weights)
+    builder = BACKBONES[name]
     try:
-        model = BACKBONES[name](input_shape=input_shape, output_stride=output_stride,
-                                **options)
+        inspect.signature(builder).bind(input_shape=input_shape, output_stride=output_stride,
+                                        **options)
     except TypeError as error:
         raise ValueError(f"backbone {name!r} does not take the options {sorted(options)}: "
                          f"{error}") from None
+    model = builder(input_shape=input_shape, output_stride=output_stride, **options)
     if weights is None:
         return model
     if name in RESNET_DEPTHS:
