@@ -40,7 +40,9 @@ def check_converted_path(name, path):
                          "`python -m kerasfuse.convert` (.weights.h5 or .keras, see "
                          f"docs/weights.md), got {path!r}")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"weights file {path!r} does not exist")
+        raise ValueError(f"weights file {path!r} for backbone {name!r} does not exist; "
+                         "convert the ImageNet checkpoint first with `python -m "
+                         "kerasfuse.convert` (docs/weights.md)")
     return path
 
 

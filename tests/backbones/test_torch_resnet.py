@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from kerasfuse import build_model
 from kerasfuse.backbones import BACKBONES, FEATURE_NAMES, build_backbone
 from kerasfuse.convert.cli import main as convert_main
 from tests.backbones import torch_resnets
@@ -155,3 +156,16 @@ def test_registry_and_bad_arguments():
         build_backbone("resnet50_v1c", weights="imagenet")
     with pytest.raises(ValueError, match="widths must be 4 channel counts"):
         build_backbone("resnet50_d", widths=(64, 128, 256))
+
+
+def test_paper_models_build_on_their_backbones_and_name_a_missing_weights_file():
+    dff = build_model("dff", 2, backbone="resnet50_dff", **TINY)
+    assert dff.get_layer("backbone").get_layer("conv1").strides == (1, 1)
+    out = dff(_image((64, 96)))
+    assert tuple(out["logits"].shape) == (1, 64, 96, 2)
+    dmnet = build_model("dmnet", 3, backbone="resnet50_v1c", head_channels=8, dcm_channels=4,
+                        aux_channels=4, **TINY)
+    assert tuple(dmnet(_image((65, 97)))["logits"].shape) == (1, 65, 97, 3)
+    with pytest.raises(ValueError, match="weights file 'weights/resnet50_d.weights.h5' for "
+                                         "backbone 'resnet50_d' does not exist; convert"):
+        build_model("gffnet", 3, backbone="resnet50_d", weights="weights/resnet50_d.weights.h5")
