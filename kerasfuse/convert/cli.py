@@ -31,9 +31,9 @@ def parse_args(argv=None):
     parser.add_argument("--skip", action="append", default=[], metavar="PATTERN",
                         help="also skip source keys matching this fnmatch pattern "
                              "(repeatable; reported)")
-    parser.add_argument("--depths", type=int, nargs=4, default=None,
+    parser.add_argument("--depths", type=int, nargs=4, default=None, metavar="N",
                         help="blocks per stage, for non-standard depths")
-    parser.add_argument("--widths", type=int, nargs=4, default=None,
+    parser.add_argument("--widths", type=int, nargs=4, default=None, metavar="N",
                         help="stage widths, for non-standard widths")
     parser.add_argument("--trust-pickle", action="store_true",
                         help="let torch unpickle arbitrary objects (trusted files only)")
