@@ -29,12 +29,16 @@ setup(
             "pytest>=8,<10",
             "ruff>=0.5,<1",
             "ai-edge-litert>=1.2,<3",
+            "torch>=2.1",
         ],
+        # Reading PyTorch checkpoints (kerasfuse.convert); nothing else imports torch.
+        "torch": ["torch>=2.1"],
     },
     entry_points={
         "console_scripts": [
             "kerasfuse-train=train:main",
             "kerasfuse-export=export_tflite:main",
+            "kerasfuse-convert=kerasfuse.convert.cli:main",
         ],
     },
 )

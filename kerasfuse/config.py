@@ -100,9 +100,13 @@ class ModelConfig:
 
     Attributes:
         name: registry name (``kerasfuse.models.MODELS``).
-        backbone: "resnet50", "resnet101", "resnet_small" or "resnet_tiny".
+        backbone: a ``kerasfuse.backbones.BACKBONES`` name: "resnet50", "resnet101",
+            "resnet_small", "resnet_tiny" (keras.applications layout) or a PyTorch
+            reference network such as "resnet50_v1c", "resnet50_d", "resnet50_dff".
         output_stride: 8 or 16 (dilated backbone).
-        weights: backbone weights: None, "imagenet" or a local keras.applications file.
+        weights: backbone weights: None, "imagenet" or a local keras.applications file
+            (keras.applications layout); a file converted with ``kerasfuse.convert``
+            (PyTorch reference networks, docs/weights.md).
         options: extra builder keyword arguments (e.g. ``{dropout: 0.0}``). On a light
             backbone they override single keys of the narrow head widths
             (:data:`LIGHT_HEAD_OPTIONS`); on ResNet-50/101 the builder defaults (the

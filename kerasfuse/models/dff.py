@@ -58,9 +58,10 @@ def _edge_backbone(backbone, input_shape, output_stride, weights, stem_stride,
                    backbone_options):
     # The backbone is fully convolutional: build it for any size (so strides can be
     # probed) and apply it to the possibly fixed-size image input.
+    if stem_stride is not None:
+        backbone_options = {**backbone_options, "stem_stride": stem_stride}
     net = build_backbone(backbone, input_shape=(None, None, input_shape[-1]),
-                         output_stride=output_stride, weights=weights,
-                         stem_stride=stem_stride, **backbone_options)
+                         output_stride=output_stride, weights=weights, **backbone_options)
     image = keras.Input(shape=input_shape, name="image")
     return image, net(image), feature_strides(net)
 
@@ -81,7 +82,7 @@ def _side_blocks(image, features, strides, num_classes, use_batch_norm, bilinear
 
 def build_dff(num_classes, backbone="resnet50", input_shape=(None, None, 3), weights=None,
               output_stride=8, weight_learner="adaptive", softmax_weights=False,
-              side_batch_norm=True, bilinear_init=True, stem_stride=2, **backbone_options):
+              side_batch_norm=True, bilinear_init=True, stem_stride=None, **backbone_options):
     """DFF: side feature normalization, shared concatenation and dynamic weight fusion.
 
     Side blocks (1x1 conv -> BN -> transposed conv to the image size) give Side1-3
@@ -100,9 +101,11 @@ def build_dff(num_classes, backbone="resnet50", input_shape=(None, None, 3), wei
         softmax_weights: softmax over each class's 4 weights (Table 1 ablation; off).
         side_batch_norm: the normalizer BN in the side blocks (False: Table 1 row 6).
         bilinear_init: start the side transposed convolutions as bilinear upsamplers.
-        stem_stride: 2 (standard stem, Side1 upsampled x2) or 1 (reference code: Side1 at
-            full resolution, no transposed convolution). The reference network is
-            ``stem_stride=1, output_stride=16`` (res5 at stride 8 of the image).
+        stem_stride: keras.applications ResNets only: None/2 (standard stem, Side1
+            upsampled x2) or 1 (reference code: Side1 at full resolution, no transposed
+            convolution), where ``stem_stride=1, output_stride=16`` puts res5 at stride 8.
+            The authors' exact network is ``backbone="resnet101_dff"`` (stride-1 stem built
+            in, ``output_stride=8``); leave ``stem_stride`` None for it.
         **backbone_options: passed to ``build_backbone`` (e.g. ``depths``).
 
     Returns:
@@ -130,7 +133,7 @@ def build_dff(num_classes, backbone="resnet50", input_shape=(None, None, 3), wei
 
 
 def build_casenet(num_classes, backbone="resnet50", input_shape=(None, None, 3), weights=None,
-                  output_stride=8, side_batch_norm=False, bilinear_init=True, stem_stride=2,
+                  output_stride=8, side_batch_norm=False, bilinear_init=True, stem_stride=None,
                   **backbone_options):
     """CASENet: the same sides fused by one fixed K-grouped 1x1 convolution.
 
