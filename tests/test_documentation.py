@@ -63,6 +63,8 @@ NOT_RUN = {
     "python train.py --config voc/exfuse run.mixed_precision=true run.name=exfuse_amp":
         "needs PASCAL VOC",
     "tensorboard --logdir runs/": "a server that runs until stopped",
+    "pip install -e \".[torch]\"": "installs torch from the index (.ci/run installs the CPU "
+                                   "build, then the test extra, which includes torch)",
     "TF_CONFIG='{\"cluster\": {\"worker\": [\"10.0.0.1:12345\", \"10.0.0.2:12345\"]}, \"task\": "
     "{\"type\": \"worker\", \"index\": 0}}' python train.py --config cityscapes/gffnet":
         "needs two machines and Cityscapes (tests/training/test_distributed.py runs two "
@@ -180,6 +182,16 @@ SETUP = {
                        "python -c 'import cv2, numpy as np; cv2.imwrite(\"street.png\", "
                        "np.full((64, 96, 3), 90, np.uint8))'"],
     "docs/data.md": [],
+    # Random state dicts in each backbone's ImageNet layout, under the documented file names.
+    "docs/weights.md": [
+        "python - <<'EOF'\nimport sys\nimport torch\nsys.path.insert(0, %r)\n"
+        "from convert import torch_layout_state_dict\n"
+        "from kerasfuse.backbones import build_backbone\n"
+        "for name, file in [('resnet101_v1c', 'resnet101_v1c-e67eebb6.pth'), "
+        "('resnet50_torchvision', 'resnet50-0676ba61.pth'), "
+        "('resnet50_v1c', 'resnet50_v1c-2cccc1ad.pth'), ('resnet50_d', 'resnet50-deep.pth')]:\n"
+        "    torch.save(torch_layout_state_dict(build_backbone(name)), file)\nEOF"
+        % os.path.join(ROOT, "bench")],
 }
 #: Pages whose snippets read ``data/synthetic``: a tiny copy is built there first.
 NEEDS_SYNTHETIC = {"README.md", "docs/evaluation.md", "docs/export.md", "docs/training.md",
