@@ -30,24 +30,6 @@ STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
 
 #: Backbones for CPU demos and tests; heads get narrow widths on them by default.
 LIGHT_BACKBONES = ("resnet_tiny", "resnet_small")
-#: Head widths used on light backbones unless ``model.options`` overrides them (the papers'
-#: 256-512 channel heads would dominate the cost of a tiny backbone).
-LIGHT_HEAD_OPTIONS = {
-    "fcn": {"head_channels": 64},
-    "pspnet": {"head_channels": 64},
-    "deeplabv3plus": {"head_channels": 64},
-    "dmnet": {"head_channels": 64, "dcm_channels": 32, "aux_channels": 32},
-    "dmnet_static": {"head_channels": 64, "dcm_channels": 32, "aux_channels": 32},
-    # No dropout: the narrow GFF head underfits in a CPU budget (docs/training.md,
-    # "Choosing the demo recipe").
-    "gffnet": {"head_channels": 64, "fusion_channels": 32, "aux_channels": 32,
-               "dropout": 0.0},
-    "decouple_fcn": {"head_channels": 64},
-    "decouple_pspnet": {"head_channels": 64},
-    "decouple_deeplabv3plus": {"head_channels": 64},
-    "gcn": {"head_channels": 32},
-    "exfuse": {"head_channels": 32, "ss_channels": 32},
-}
 
 
 class ConfigError(ValueError):
@@ -105,7 +87,7 @@ class ModelConfig:
         weights: backbone weights: None, "imagenet" or a local keras.applications file.
         options: extra builder keyword arguments (e.g. ``{dropout: 0.0}``). On a light
             backbone they override single keys of the narrow head widths
-            (:data:`LIGHT_HEAD_OPTIONS`); on ResNet-50/101 the builder defaults (the
+            (the model's "light" preset in the registry); on ResNet-50/101 the builder defaults (the
             papers' widths) apply to every key not given.
     """
 
@@ -116,11 +98,13 @@ class ModelConfig:
     options: typing.Optional[dict] = None
 
     def builder_options(self):
-        """Builder keywords: on a light backbone the CPU-sized head widths of
-        :data:`LIGHT_HEAD_OPTIONS` updated with ``options``; otherwise ``options``."""
+        """Builder keywords: on a light backbone the model's "light" preset (registry)
+        updated with ``options``; otherwise ``options``."""
+        from kerasfuse.models.registry import get_spec
+
         merged = {}
         if self.backbone in LIGHT_BACKBONES:
-            merged.update(LIGHT_HEAD_OPTIONS.get(self.name, {}))
+            merged.update(get_spec(self.name).presets.get("light", {}))
         merged.update(self.options or {})
         return merged
 

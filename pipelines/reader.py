@@ -2,18 +2,18 @@
 
 import glob
 import os
-import re
 
 import numpy as np
 import tensorflow as tf
 
 from pipelines import augment, edges, schema, writer
+from pipelines.checks import check_int
 
 TARGETS = ("labels", "edges", "boundary")
-_SHARD_RE = re.compile(r"^(?P<name>.+)-\d{5}-of-\d{5}\.tfrecord$")
 
 
-def _resolve_files(pattern):
+def resolve_files(pattern):
+    """Shard files of a glob, a ``NAME.manifest.json`` or a list; ValueError if none."""
     if isinstance(pattern, (str, os.PathLike)):
         pattern = os.fspath(pattern)
         if pattern.endswith(writer.MANIFEST_SUFFIX):
@@ -33,9 +33,9 @@ def _resolve_files(pattern):
     return files
 
 
-def _manifest_for(files):
+def manifest_for(files):
     """The manifest next to the shards (``NAME.manifest.json``), or None."""
-    match = _SHARD_RE.match(os.path.basename(files[0]))
+    match = writer.SHARD_RE.match(os.path.basename(files[0]))
     if not match:
         return None
     path = writer.manifest_path(os.path.dirname(files[0]), match.group("name"))
@@ -54,9 +54,6 @@ def _check_size_against_manifest(files, manifest):
             )
 
 
-def _check_int(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 def make_dataset(
@@ -127,14 +124,14 @@ def make_dataset(
     unknown = [t for t in targets if t not in TARGETS]
     if unknown or not targets:
         raise ValueError(f"targets must be a non-empty subset of {TARGETS}, got {targets!r}")
-    _check_int("batch_size", batch_size, 1)
+    check_int("batch_size", batch_size, 1)
     augment.check_augment_args(crop_size, scale_range, pad_value)
     if training and crop_size is None:
         raise ValueError("training=True needs a crop_size (height, width)")
     if verify not in (None, "size", "checksum"):
         raise ValueError(f"verify must be None, 'size' or 'checksum', got {verify!r}")
-    files = _resolve_files(pattern)
-    manifest = _manifest_for(files)
+    files = resolve_files(pattern)
+    manifest = manifest_for(files)
     if manifest is not None and verify == "size":
         _check_size_against_manifest(files, manifest)
     if manifest is not None and verify == "checksum":
@@ -144,10 +141,10 @@ def make_dataset(
             raise ValueError("targets include 'edges': pass num_classes (no manifest found)")
         num_classes = int(manifest["num_classes"])
     if num_classes is not None:
-        _check_int("num_classes", num_classes, 1)
+        check_int("num_classes", num_classes, 1)
     if shuffle_buffer is not None:
-        _check_int("shuffle_buffer", shuffle_buffer, 0)
-    _check_int("cycle_length", cycle_length, 1)
+        check_int("shuffle_buffer", shuffle_buffer, 0)
+    check_int("cycle_length", cycle_length, 1)
     if seed is None:
         seed = int(np.random.randint(0, 2**31 - 1))
     if shuffle_buffer is None:

@@ -24,6 +24,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
 import struct
 
 import cv2
@@ -35,6 +36,8 @@ from pipelines.schema import encode_example, image_format_of
 
 SCHEMA_VERSION = 1
 MANIFEST_SUFFIX = ".manifest.json"
+#: ``NAME-SSSSS-of-NNNNN.tfrecord`` (see :func:`shard_name`); the split name may hold "-".
+SHARD_RE = re.compile(r"^(?P<name>.+)-\d{5}-of-\d{5}\.tfrecord$")
 
 
 @dataclasses.dataclass

@@ -65,6 +65,19 @@ def mean_iou_from_confusion(cm):
     return float(iou[defined].mean()) if defined.any() else 0.0
 
 
+def segmentation_scores(cm):
+    """The segmentation summary of a confusion matrix, used by training and evaluation.
+
+    Returns:
+        dict with ``mean_iou`` (float), ``pixel_accuracy`` (float) and ``iou`` (per-class
+        float64 array, ``NaN`` for classes absent from labels and predictions).
+    """
+    cm = np.asarray(cm)
+    return {"mean_iou": mean_iou_from_confusion(cm),
+            "pixel_accuracy": float(np.trace(cm) / max(cm.sum(), 1)),
+            "iou": iou_from_confusion(cm)}
+
+
 class _ConfusionMatrixMetric(keras.metrics.Metric):
     """Base class: accumulates a ``[K, K]`` int64 confusion matrix ``cm[true, pred]``."""
 

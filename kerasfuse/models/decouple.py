@@ -3,14 +3,13 @@
 import keras
 
 from kerasfuse.blocks import classifier, conv_bn_relu
+from kerasfuse.checks import check_int
 from kerasfuse.layers.body_generation import BodyGeneration
 from kerasfuse.layers.edge_preservation import EdgePreservation
 from kerasfuse.layers.resize_like import ResizeLike
 from kerasfuse.models.base import (
     assemble,
     backbone_features,
-    check_num_classes,
-    check_positive,
     fcn_head,
 )
 from kerasfuse.models.baselines import CONTEXT_MODULES, LOW_LEVEL_CHANNELS
@@ -82,14 +81,14 @@ def build_decouple_segnet(num_classes, context="deeplabv3plus", backbone="resnet
     Returns:
         A functional ``keras.Model`` named ``decouple_<context>`` with dict outputs.
     """
-    check_num_classes(num_classes)
+    check_int("num_classes", num_classes)
     if context not in CONTEXT_MODULES:
         raise ValueError(f"context must be one of {sorted(CONTEXT_MODULES)}, got {context!r}")
     for name, value in (("head_channels", head_channels),
                         ("context_channels", context_channels),
                         ("fine_channels", fine_channels),
                         ("edge_channels", edge_channels)):
-        check_positive(name, value)
+        check_int(name, value)
     if not 0.0 <= float(dropout) < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
     body_generation = BodyGeneration(num_convs=num_downsample_convs, flow_units=flow_units,

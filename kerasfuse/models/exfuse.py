@@ -17,6 +17,7 @@ Layer rearrangement is a backbone change: pass ``depths=(8, 8, 9, 8)``.
 
 import keras
 
+from kerasfuse.checks import check_int
 from kerasfuse.layers.boundary_refinement import BoundaryRefinement
 from kerasfuse.layers.densely_adjacent_prediction import BORDERS, DenselyAdjacentPrediction
 from kerasfuse.layers.explicit_channel_resolution_embedding import (
@@ -28,8 +29,6 @@ from kerasfuse.layers.semantic_embedding_branch import SemanticEmbeddingBranch
 from kerasfuse.models.base import (
     assemble,
     backbone_features,
-    check_num_classes,
-    check_positive,
     fcn_head,
 )
 
@@ -88,13 +87,13 @@ def _check_bool(name, value):
 def _build(name, num_classes, backbone, input_shape, weights, output_stride, head_channels,
            gcn_kernel_size, seb, ecre, dap, semantic_supervision, dap_kernel_size,
            dap_border, ss_channels, backbone_options):
-    check_num_classes(num_classes)
+    check_int("num_classes", num_classes)
     for flag, value in (("seb", seb), ("ecre", ecre), ("dap", dap),
                         ("semantic_supervision", semantic_supervision)):
         _check_bool(flag, value)
     channels = num_classes if head_channels is None else head_channels
-    check_positive("head_channels", channels)
-    check_positive("ss_channels", ss_channels)
+    check_int("head_channels", channels)
+    check_int("ss_channels", ss_channels)
     if (not isinstance(gcn_kernel_size, int) or gcn_kernel_size < 1
             or gcn_kernel_size % 2 == 0):
         raise ValueError(f"gcn_kernel_size must be a positive odd int, got "
