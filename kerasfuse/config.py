@@ -3,7 +3,7 @@
 One experiment is a :class:`TrainConfig` with six sections (TF Model Garden style):
 ``data``, ``model``, ``loss``, ``optimizer``, ``schedule`` and ``run``. A config file holds
 any subset of them (missing fields keep their defaults) and may name a ``base`` file it
-extends, so the named configs under ``configs/`` stay a few lines each. Command-line
+extends, so the named configs under ``kerasfuse/configs/`` stay a few lines each. Command-line
 overrides use dotted keys: ``model.name=dmnet optimizer.lr=0.01 data.crop_size=[64,64]``
 (values are parsed as YAML). Every value is type-checked and range-checked by
 :func:`validate`; problems raise :class:`ConfigError` naming the offending key and value.
@@ -21,9 +21,9 @@ import typing
 
 import yaml
 
-#: Directory of the named configs (``--config cityscapes/dmnet`` -> this/cityscapes/...).
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                          "configs")
+#: Directory of the named configs, shipped as package data (``--config cityscapes/dmnet``
+#: -> this/cityscapes/dmnet.yaml).
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 WEIGHT_DECAY_MODES = ("pytorch", "keras")
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
 

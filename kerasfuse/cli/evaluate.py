@@ -7,170 +7,26 @@ Examples::
         --mode multiscale --scales 0.75 1.0 1.25 --output metrics.json
     python evaluate.py runs/dff --data "data/sbd/val-*.tfrecord" --edge-tolerance 0.0035
 
-The model is a ``.keras`` file, a run directory holding one (``best.keras`` preferred), or
-a SavedModel directory. Segmentation models get mIoU, per-class IoU, pixel accuracy and
-boundary F-scores; edge models MF-ODS / MF-OIS (see docs/evaluation.md). Bad input prints
-one ``evaluate.py: error: ...`` line and exits with status 2.
+The model is a ``.keras`` file, a run directory holding one (``best.keras``, else
+``final.keras``), or a SavedModel exported by kerasfuse-export. The model says what it is
+(task, classes): segmentation models get mIoU, per-class IoU, pixel accuracy and boundary
+F-scores; edge models MF-ODS / MF-OIS (see docs/evaluation.md). Bad input prints one
+``evaluate.py: error: ...`` line and exits with status 2.
 """
 
 import argparse
-import glob
-import importlib
 import json
 import math
 import os
-import re
 import sys
 
 import numpy as np
 
+from kerasfuse.checks import IGNORE_LABEL
+from kerasfuse.checks import InputError as UsageError
+from kerasfuse.cli.common import add_inference_arguments, inference_options, report_errors
+
 DEFAULT_OUTPUT_NAME = "evaluation.json"
-SHARD_RE = re.compile(r"^(.+)-\d{5}-of-\d{5}\.tfrecord$")
-
-
-class UsageError(ValueError):
-    """Bad command-line input: reported as one line, exit status 2."""
-
-
-def import_method_modules():
-    """Import every registered builder / loss module so their custom layers deserialize."""
-    from kerasfuse.models import MODELS
-
-    for spec in MODELS.values():
-        for ref in (spec.builder, spec.loss):
-            module = ref.split(":")[0]
-            try:
-                importlib.import_module(module)
-            except ModuleNotFoundError as error:
-                if error.name != module:
-                    raise
-
-
-def find_keras_file(directory):
-    """The model file of a run directory: ``best.keras``, else the one ``*best*.keras``,
-    else the only ``.keras`` file (searched in the folder and one level below)."""
-    candidates = sorted(glob.glob(os.path.join(directory, "*.keras")) +
-                        glob.glob(os.path.join(directory, "*", "*.keras")))
-    if not candidates:
-        raise UsageError(f"no .keras model in directory {directory}")
-    named_best = [p for p in candidates if os.path.basename(p) == "best.keras"]
-    if named_best:
-        return min(named_best, key=lambda p: p.count(os.sep))
-    with_best = [p for p in candidates if "best" in os.path.basename(p)]
-    if len(with_best) == 1:
-        return with_best[0]
-    if len(candidates) == 1:
-        return candidates[0]
-    raise UsageError(
-        f"several .keras models in {directory} and none named best.keras: "
-        + ", ".join(os.path.relpath(p, directory) for p in candidates)
-    )
-
-
-class SavedModelAdapter:
-    """Calls a SavedModel like a kerasfuse model: float32 images -> {"logits": ...}.
-
-    Uses the float endpoint ``serve`` (``model.export``) when it exists; otherwise the
-    ``image_tensor`` / ``serving_default`` signature (uint8 images). When the endpoint
-    returns probabilities instead of logits they are mapped back to logits — ``log p``
-    for softmax models and ``log(p / (1 - p))`` for sigmoid models — which the softmax /
-    sigmoid of kerasfuse.inference turn into exactly ``p`` again.
-    """
-
-    def __init__(self, path):
-        import tensorflow as tf
-
-        self._tf = tf
-        self.loaded = tf.saved_model.load(path)
-        self.name = os.path.basename(os.path.normpath(path))
-        signatures = dict(getattr(self.loaded, "signatures", {}))
-        if hasattr(self.loaded, "serve"):
-            self._fn, self._uint8 = self.loaded.serve, False
-        else:
-            key = next((k for k in ("image_tensor", "serving_default") if k in signatures),
-                       None)
-            if key is None:
-                raise UsageError(f"SavedModel {path} has no 'serve' endpoint nor an "
-                                 f"image_tensor signature (has {sorted(signatures)})")
-            self._fn, self._uint8 = signatures[key], True
-        self.task = None
-
-    def __call__(self, images):
-        tf = self._tf
-        x = tf.convert_to_tensor(images)
-        if self._uint8:
-            x = tf.cast(tf.clip_by_value(tf.round(x), 0, 255), tf.uint8)
-        try:
-            outputs = self._fn(x)
-        except TypeError:
-            (name,) = self._fn.structured_input_signature[1].keys()
-            outputs = self._fn(**{name: x})
-        if not isinstance(outputs, dict):
-            return {"logits": outputs}
-        if "logits" in outputs:
-            return outputs
-        probs_key = next((k for k in outputs if "prob" in k), None)
-        if probs_key is None:
-            raise UsageError(f"SavedModel outputs {sorted(outputs)} hold neither 'logits' "
-                             "nor probabilities")
-        p = tf.clip_by_value(tf.cast(outputs[probs_key], tf.float32), 1e-7, 1 - 1e-7)
-        if self.task == "edge":
-            return {"logits": tf.math.log(p / (1 - p))}
-        return {"logits": tf.math.log(p)}
-
-
-def load_model(path):
-    """A ``.keras`` file, a run directory, or a SavedModel -> (model, name)."""
-    import keras
-
-    if not os.path.exists(path):
-        raise UsageError(f"model path does not exist: {path}")
-    if os.path.isdir(path):
-        if os.path.exists(os.path.join(path, "saved_model.pb")):
-            adapter = SavedModelAdapter(path)
-            return adapter, adapter.name
-        path = find_keras_file(path)
-        print(f"model file: {path}")
-    elif not path.endswith(".keras"):
-        raise UsageError(f"model must be a .keras file, a run directory or a SavedModel: {path}")
-    import_method_modules()
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except Exception as error:  # any failure to deserialize means a bad model file
-        raise UsageError(f"cannot load {path}: {type(error).__name__}: {error}") from None
-    return model, model.name
-
-
-def detect_task(model, name, requested=None):
-    """``requested`` if given, else the registry task of the model name, else "edge" for
-    models with ``side5_logits`` outputs; UsageError when it cannot be told."""
-    if requested is not None:
-        return requested
-    from kerasfuse.models import MODELS
-
-    if name in MODELS:
-        return MODELS[name].task
-    output_names = getattr(model, "output_names", None) or []
-    if "side5_logits" in output_names:
-        return "edge"
-    raise UsageError(f"cannot tell the task of model {name!r} (not a registry name): pass "
-                     "--task segmentation or --task edge")
-
-
-def dataset_info(pattern):
-    """Manifest of the shards matched by ``pattern`` (class names, count) or None."""
-    from pipelines import writer
-
-    if pattern.endswith(writer.MANIFEST_SUFFIX):
-        return writer.read_manifest(pattern)
-    files = sorted(glob.glob(pattern))
-    if not files:
-        raise UsageError(f"no TFRecord files match {pattern!r}")
-    match = SHARD_RE.match(os.path.basename(files[0]))
-    if match is None:
-        return None
-    path = writer.manifest_path(os.path.dirname(files[0]), match.group(1))
-    return writer.read_manifest(path) if os.path.exists(path) else None
 
 
 def _clean(value):
@@ -181,36 +37,67 @@ def _clean(value):
     return value
 
 
-def evaluate(model, dataset, task, num_classes, inference_options, boundary_tolerances=(3.0,),
+def build_metrics(task, num_classes, boundary_tolerances=(3.0,), edge_tolerance=0.02,
+                  thresholds=99):
+    """The metric objects of ``task``: boundary F-scores per tolerance, or MF-ODS."""
+    from kerasfuse.metrics import BoundaryFScore, SemanticEdgeF
+
+    if task == "segmentation":
+        return {"boundary": [BoundaryFScore(num_classes, t) for t in boundary_tolerances]}
+    return {"edges": SemanticEdgeF(num_classes, tolerance=edge_tolerance,
+                                   thresholds=thresholds)}
+
+
+def _summarise(task, cm, metrics, boundary_tolerances, edge_tolerance):
+    """(scalar metrics, per-class lists) of the accumulated state."""
+    from kerasfuse.metrics import segmentation_scores
+
+    if task != "segmentation":
+        result = metrics["edges"].result()
+        scalars = {"mf_ods": result["mf_ods"], "mf_ois": result["mf_ois"],
+                   "edge_tolerance": edge_tolerance}
+        return scalars, {k: result[k] for k in ("ods_f", "ods_threshold", "ois_f")}
+    scores = segmentation_scores(cm)
+    scalars = {"mean_iou": scores["mean_iou"], "pixel_accuracy": scores["pixel_accuracy"]}
+    per_class = {"iou": scores["iou"]}
+    for tol, metric in zip(boundary_tolerances, metrics["boundary"]):
+        result = metric.result()
+        scalars[f"boundary_f@{tol:g}px"] = result["mean_f"]
+        per_class[f"boundary_f@{tol:g}px"] = result["f"]
+    return scalars, per_class
+
+
+def evaluate(model, dataset, num_classes, inference_options, boundary_tolerances=(3.0,),
              edge_tolerance=0.02, thresholds=99, max_images=None, progress=None):
     """Run inference over ``dataset`` (batches of ``(image, targets)``) and score it.
+
+    The task (softmax segmentation or sigmoid edges) is the model's own ``task``.
 
     Returns a dict: ``num_images``, ``metrics`` (scalars), ``per_class`` (lists of K).
     """
     from kerasfuse import inference
-    from kerasfuse.metrics import BoundaryFScore, SemanticEdgeF, confusion_matrix
-    from kerasfuse.metrics.confusion import iou_from_confusion
+    from kerasfuse.metrics import confusion_matrix
 
+    task = model.task
     cm = np.zeros((num_classes, num_classes), dtype="int64")
-    boundary = [BoundaryFScore(num_classes, t) for t in boundary_tolerances]
-    edges = SemanticEdgeF(num_classes, tolerance=edge_tolerance, thresholds=thresholds)
+    metrics = build_metrics(task, num_classes, boundary_tolerances, edge_tolerance, thresholds)
     seen = 0
     for images, targets in dataset:
         images = np.asarray(images)
         labels = np.asarray(targets["labels"])
         if max_images is not None:
-            keep = max_images - seen
-            images, labels = images[:keep], labels[:keep]
+            images, labels = images[:max_images - seen], labels[:max_images - seen]
         probs = inference.predict(model, images, task=task, **inference_options)
         if probs.shape[-1] != num_classes:
             raise UsageError(f"model predicts {probs.shape[-1]} classes, expected {num_classes}")
         if task == "segmentation":
             pred = probs.argmax(-1)
             cm += confusion_matrix(labels, pred, num_classes)
-            for metric in boundary:
+            for metric in metrics["boundary"]:
                 metric.update(labels, pred)
         else:
-            edges.update(np.asarray(targets["edges"])[: len(images)], probs, ignore=labels == 255)
+            metrics["edges"].update(np.asarray(targets["edges"])[: len(images)], probs,
+                                    ignore=labels == IGNORE_LABEL)
         seen += len(images)
         if progress is not None:
             progress.update(len(images))
@@ -218,24 +105,8 @@ def evaluate(model, dataset, task, num_classes, inference_options, boundary_tole
             break
     if seen == 0:
         raise UsageError("the dataset yielded no images")
-    if task == "segmentation":
-        iou = iou_from_confusion(cm)
-        defined = ~np.isnan(iou)
-        metrics = {
-            "mean_iou": float(iou[defined].mean()) if defined.any() else 0.0,
-            "pixel_accuracy": float(np.trace(cm) / max(cm.sum(), 1)),
-        }
-        per_class = {"iou": iou}
-        for tol, metric in zip(boundary_tolerances, boundary):
-            result = metric.result()
-            metrics[f"boundary_f@{tol:g}px"] = result["mean_f"]
-            per_class[f"boundary_f@{tol:g}px"] = result["f"]
-    else:
-        result = edges.result()
-        metrics = {"mf_ods": result["mf_ods"], "mf_ois": result["mf_ois"],
-                   "edge_tolerance": edge_tolerance}
-        per_class = {k: result[k] for k in ("ods_f", "ods_threshold", "ois_f")}
-    return {"num_images": seen, "metrics": metrics, "per_class": per_class}
+    scalars, per_class = _summarise(task, cm, metrics, boundary_tolerances, edge_tolerance)
+    return {"num_images": seen, "metrics": scalars, "per_class": per_class}
 
 
 def format_table(result, class_names):
@@ -255,13 +126,6 @@ def format_table(result, class_names):
         lines.append(f"{key:<22}{shown:>10}")
     return "\n".join(lines)
 
-
-def _crop(values):
-    if values is None:
-        return None
-    if len(values) not in (1, 2):
-        raise UsageError(f"--crop-size/--stride take 1 or 2 integers, got {values}")
-    return tuple(values) if len(values) == 2 else (values[0], values[0])
 
 
 def inference_summary(options):
@@ -283,17 +147,7 @@ def build_parser():
     parser.add_argument("--data", required=True,
                         help="TFRecord glob (e.g. 'data/synthetic/val-*.tfrecord') or a "
                              "NAME.manifest.json")
-    parser.add_argument("--mode", choices=("whole", "slide", "multiscale"), default="whole")
-    parser.add_argument("--crop-size", type=int, nargs="+", metavar="N",
-                        help="sliding-window size (1 or 2 ints); required for --mode slide")
-    parser.add_argument("--stride", type=int, nargs="+", metavar="N",
-                        help="sliding-window step (default 2/3 of the crop)")
-    parser.add_argument("--scales", type=float, nargs="+",
-                        default=[0.75, 1.0, 1.25, 1.5, 1.75], help="multiscale factors")
-    parser.add_argument("--no-flip", action="store_true", help="multiscale without flipping")
-    parser.add_argument("--task", choices=("segmentation", "edge"),
-                        help="default: from the model name in the registry")
-    parser.add_argument("--output-key", default="logits", help="model output to evaluate")
+    add_inference_arguments(parser)
     parser.add_argument("--boundary-tolerance", type=float, nargs="+", default=[3.0],
                         metavar="PX", help="boundary F tolerances in pixels (segmentation)")
     parser.add_argument("--edge-tolerance", type=float, default=0.02,
@@ -314,11 +168,9 @@ def default_output(model_path):
     return os.path.splitext(model_path)[0] + "_" + DEFAULT_OUTPUT_NAME
 
 
-def run(args):
+def _check_args(args):
     if args.max_images is not None and args.max_images < 1:
         raise UsageError(f"--max-images must be >= 1, got {args.max_images}")
-    if args.mode == "slide" and args.crop_size is None:
-        raise UsageError("--mode slide needs --crop-size")
     if not 0 <= args.edge_tolerance < 1:
         raise UsageError(f"--edge-tolerance is a fraction of the diagonal, got "
                          f"{args.edge_tolerance}")
@@ -326,57 +178,71 @@ def run(args):
         raise UsageError(f"--boundary-tolerance must be >= 0, got {args.boundary_tolerance}")
     if args.thresholds < 1:
         raise UsageError(f"--thresholds must be >= 1, got {args.thresholds}")
-    manifest = dataset_info(args.data)
-    model, name = load_model(args.model)
-    task = detect_task(model, name, args.task)
-    if isinstance(model, SavedModelAdapter):
-        model.task = task
-    num_classes = manifest["num_classes"] if manifest is not None else None
+
+
+def _num_classes(model, output_key):
+    """Channels of output ``output_key`` (Keras models), else the model's num_classes."""
     probe = getattr(model, "output", None)
-    if isinstance(probe, dict) and args.output_key in probe:
-        num_classes = int(probe[args.output_key].shape[-1])
-    elif isinstance(probe, dict):
-        raise UsageError(f"model has no output {args.output_key!r}; outputs: {sorted(probe)}")
-    if num_classes is None:
-        raise UsageError("cannot tell the number of classes (no manifest next to the data)")
-    class_names = list(manifest["class_names"]) if manifest is not None else []
-    if len(class_names) != num_classes:
-        class_names = [str(i) for i in range(num_classes)]
+    if isinstance(probe, dict):
+        if output_key not in probe:
+            raise UsageError(f"model has no output {output_key!r}; outputs: {sorted(probe)}")
+        return int(probe[output_key].shape[-1])
+    return model.num_classes
 
-    from pipelines import make_dataset
 
-    targets = ("labels",) if task == "segmentation" else ("labels", "edges")
-    dataset = make_dataset(args.data, training=False, batch_size=1, targets=targets,
-                           num_classes=num_classes if task == "edge" else None)
-    options = {"mode": args.mode, "crop_size": _crop(args.crop_size),
-               "stride": _crop(args.stride), "scales": tuple(args.scales),
-               "flip": not args.no_flip, "output_key": args.output_key}
-    total = manifest.get("num_examples") if manifest is not None else None
-    if args.max_images is not None:
-        total = min(total, args.max_images) if total else args.max_images
-    from tqdm import tqdm
+def _class_names(model, manifest, num_classes):
+    """The model's class names, else the manifest's, else "0", "1", ..."""
+    for names in (model.class_names, manifest and manifest.get("class_names")):
+        if names is not None and len(names) == num_classes:
+            return [str(n) for n in names]
+    return [str(i) for i in range(num_classes)]
 
-    with tqdm(total=total, desc="evaluate", unit="img", disable=args.quiet,
-              file=sys.stderr) as bar:
-        result = evaluate(model, dataset, task, num_classes, options,
-                          boundary_tolerances=tuple(args.boundary_tolerance),
-                          edge_tolerance=args.edge_tolerance, thresholds=args.thresholds,
-                          max_images=args.max_images, progress=bar)
-    print(f"model {name} ({task}), {result['num_images']} images, mode {args.mode}")
-    print(format_table(result, class_names))
-    payload = {
+
+def _payload(args, model, options, result, class_names):
+    return {
         "model": os.path.abspath(args.model),
-        "model_name": name,
+        "model_name": model.model_name,
         "data": args.data,
-        "task": task,
+        "task": model.task,
         "inference": inference_summary(options),
         "num_images": result["num_images"],
         "metrics": {k: _clean(v) for k, v in result["metrics"].items()},
         "per_class": {
             class_names[i]: {k: _clean(v[i]) for k, v in result["per_class"].items()}
-            for i in range(num_classes)
+            for i in range(len(class_names))
         },
     }
+
+
+def run(args):
+    """Evaluate as ``args`` say, print the table, write the JSON; returns the payload."""
+    from tqdm import tqdm
+
+    from kerasfuse.loading import dataset_manifest, load_model
+    from pipelines import make_dataset
+
+    _check_args(args)
+    manifest = dataset_manifest(args.data)
+    model = load_model(args.model)
+    num_classes = _num_classes(model, args.output_key)
+    class_names = _class_names(model, manifest, num_classes)
+    targets = ("labels",) if model.task == "segmentation" else ("labels", "edges")
+    dataset = make_dataset(args.data, training=False, batch_size=1, targets=targets,
+                           num_classes=num_classes if model.task == "edge" else None)
+    options = inference_options(args)
+    total = manifest.get("num_examples") if manifest is not None else None
+    if args.max_images is not None:
+        total = min(total, args.max_images) if total else args.max_images
+    with tqdm(total=total, desc="evaluate", unit="img", disable=args.quiet,
+              file=sys.stderr) as bar:
+        result = evaluate(model, dataset, num_classes, options,
+                          boundary_tolerances=tuple(args.boundary_tolerance),
+                          edge_tolerance=args.edge_tolerance, thresholds=args.thresholds,
+                          max_images=args.max_images, progress=bar)
+    print(f"model {model.name} ({model.task}), {result['num_images']} images, "
+          f"mode {args.mode}")
+    print(format_table(result, class_names))
+    payload = _payload(args, model, options, result, class_names)
     output = args.output or default_output(args.model)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     with open(output, "w") as f:
@@ -387,13 +253,7 @@ def run(args):
 
 def main(argv=None):
     """CLI entry point; returns the exit status (0 ok, 2 bad input)."""
-    args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except ValueError as error:  # UsageError and the library's input checks
-        print(f"evaluate.py: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return report_errors("evaluate.py", run, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -3,14 +3,15 @@
 Usage:
     python export_tflite.py runs/default --out exported --input-size 128 128 \\
         --representative "data/synthetic/val-*.tfrecord"
-    python export_tflite.py model.keras --model dmnet --out exported \\
-        --input-size 512 512 --precisions float32,float16
+    python export_tflite.py model.keras --out exported --input-size 512 512 \\
+        --precisions float32,float16
     python export_tflite.py runs/default --config export.yaml num_samples=32
 
 SOURCE is a ``.keras`` file or a training run directory (``best.keras`` preferred over
-``final.keras``; ``config.yaml`` gives the model name). Writes ``OUT/NAME/VERSION/``
-(SavedModel with signatures image_tensor = serving_default, image_bytes, tf_example),
-``OUT/NAME_<precision>.tflite`` and ``OUT/NAME_report.json``, and prints the parity table.
+``final.keras``); the model itself says its task, classes and registry name. Writes
+``OUT/NAME/VERSION/`` (SavedModel with signatures image_tensor = serving_default,
+image_bytes, tf_example), ``OUT/NAME_<precision>.tflite`` and ``OUT/NAME_report.json``,
+and prints the parity table.
 Options come from defaults < ``--config FILE`` (YAML mapping of option names) < flags <
 trailing ``key=value`` overrides. Exit status: 0 done, 2 bad input (one ``error:`` line),
 1 export failure (an op needs Flex, or a float32 path disagrees with Keras).
@@ -24,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import yaml  # noqa: E402
 
-PRECISIONS = ("float32", "float16", "dynamic_range", "int8")
+from kerasfuse.export.tflite import PRECISIONS  # noqa: E402
 
 
 def build_parser():
@@ -36,11 +37,7 @@ def build_parser():
                         help="option overrides, e.g. num_samples=32")
     parser.add_argument("--out", default="exported", help="output folder (default exported)")
     parser.add_argument("--name", default=None,
-                        help="model name in output paths (default registry / model name)")
-    parser.add_argument("--model", default=None,
-                        help="registry model name (sets the task) for a bare .keras file")
-    parser.add_argument("--task", default=None, choices=("segmentation", "edge"),
-                        help="override the task (default from --model or the outputs)")
+                        help="model name in output paths (default the model's registry name)")
     parser.add_argument("--input-size", nargs=2, type=int, default=None, metavar=("H", "W"),
                         help="fixed input size (required for TFLite unless the model has "
                              "a static input size); the SavedModel resizes to it too")
@@ -112,7 +109,7 @@ def run(args):
     from kerasfuse import export
 
     result = export.export_model(
-        args.source, args.out, args.name, model_name=args.model, task=args.task,
+        args.source, args.out, args.name,
         input_size=tuple(args.input_size) if args.input_size else None,
         precisions=_precisions(args), representative=args.representative,
         num_samples=args.num_samples, parity_samples=args.parity_samples,

@@ -10,8 +10,9 @@ For every image it writes ``<id>_prediction.png`` (colour overlay + class legend
 the ground truth when reading TFRecords; coloured edges for edge models), the raw class map
 ``<id>_classes.png`` (segmentation, uint8 class ids), the method's intermediates (GFF gates,
 DecoupleSegNet flow / PCA features / boundary, DFF fusion weights, DMNet kernels) and
-``<id>_summary.png``. Model loading and task detection are those of evaluate.py. Bad input
-prints one ``predict.py: error: ...`` line and exits with status 2.
+``<id>_summary.png``. The model (a ``.keras`` file, a run directory or an exported
+SavedModel, loaded by :mod:`kerasfuse.loading`) says its task, class names and palette.
+Bad input prints one ``predict.py: error: ...`` line and exits with status 2.
 """
 
 import argparse
@@ -21,7 +22,8 @@ import sys
 
 import numpy as np
 
-from evaluate import UsageError, dataset_info, detect_task, load_model
+from kerasfuse.checks import InputError as UsageError
+from kerasfuse.cli.common import add_inference_arguments, inference_options, report_errors
 
 
 def read_image(path):
@@ -59,24 +61,11 @@ def build_parser():
     parser.add_argument("--max-images", type=int, default=8,
                         help="images to read from --data (default 8)")
     parser.add_argument("--out", default="predictions", help="output folder")
-    parser.add_argument("--mode", choices=("whole", "slide", "multiscale"), default="whole")
-    parser.add_argument("--crop-size", type=int, nargs="+", metavar="N")
-    parser.add_argument("--stride", type=int, nargs="+", metavar="N")
-    parser.add_argument("--scales", type=float, nargs="+", default=[0.75, 1.0, 1.25, 1.5, 1.75])
-    parser.add_argument("--no-flip", action="store_true")
-    parser.add_argument("--task", choices=("segmentation", "edge"))
-    parser.add_argument("--output-key", default="logits")
-    parser.add_argument("--class-names", nargs="+", help="legend names (default: from the "
-                                                         "TFRecord manifest, else numbers)")
+    add_inference_arguments(parser)
+    parser.add_argument("--class-names", nargs="+", help="legend names (default: the "
+                        "model's, else the TFRecord manifest's, else numbers)")
     return parser
 
-
-def _pair(values, flag):
-    if values is None:
-        return None
-    if len(values) not in (1, 2):
-        raise UsageError(f"{flag} takes 1 or 2 integers, got {values}")
-    return tuple(values) if len(values) == 2 else (values[0], values[0])
 
 
 def iter_inputs(args):
@@ -95,44 +84,46 @@ def iter_inputs(args):
             yield os.path.splitext(os.path.basename(path))[0], read_image(path), None
 
 
-def run(args):
-    import cv2
-
-    from kerasfuse.visualize import visualize_model
-
+def _check_args(args):
     if not args.images and not args.data:
         raise UsageError("give image files or --data TFRecords")
     if args.images and args.data:
         raise UsageError("give image files or --data, not both")
     if args.max_images < 1:
         raise UsageError(f"--max-images must be >= 1, got {args.max_images}")
-    if args.mode == "slide" and args.crop_size is None:
-        raise UsageError("--mode slide needs --crop-size")
     if args.images:
         expand_images(args.images)
-    manifest = dataset_info(args.data) if args.data else None
-    model, name = load_model(args.model)
-    task = detect_task(model, name, args.task)
-    if hasattr(model, "task"):
-        model.task = task
-    class_names = args.class_names
+
+
+def _write_class_map(out_dir, image_id, probs):
+    import cv2
+
+    path = os.path.join(out_dir, f"{image_id}_classes.png")
+    if not cv2.imwrite(path, probs.argmax(-1).astype(np.uint8)):
+        raise UsageError(f"could not write {path}")
+    return path
+
+
+def run(args):
+    """Predict every input image and write its PNG files; returns the number written."""
+    from kerasfuse.inference import predict
+    from kerasfuse.loading import dataset_manifest, load_model
+    from kerasfuse.visualize import visualize_model
+
+    _check_args(args)
+    manifest = dataset_manifest(args.data) if args.data else None
+    model = load_model(args.model)
+    class_names = args.class_names or model.class_names
     if class_names is None and manifest is not None:
         class_names = manifest["class_names"]
-    options = {"mode": args.mode, "crop_size": _pair(args.crop_size, "--crop-size"),
-               "stride": _pair(args.stride, "--stride"), "scales": tuple(args.scales),
-               "flip": not args.no_flip, "output_key": args.output_key}
-    from kerasfuse.inference import predict
-
+    options = inference_options(args)
     written = 0
     for image_id, image, labels in iter_inputs(args):
-        probs = predict(model, image, task=task, **options)
-        paths = visualize_model(model, image, args.out, task=task, class_names=class_names,
+        probs = predict(model, image, **options)
+        paths = visualize_model(model, image, args.out, class_names=class_names,
                                 labels=labels, prefix=f"{image_id}_", probabilities=probs)
-        if task == "segmentation":
-            path = os.path.join(args.out, f"{image_id}_classes.png")
-            if not cv2.imwrite(path, probs.argmax(-1).astype(np.uint8)):
-                raise UsageError(f"could not write {path}")
-            paths["classes"] = path
+        if model.task == "segmentation":
+            paths["classes"] = _write_class_map(args.out, image_id, probs)
         written += len(paths)
         print(f"{image_id}: " + ", ".join(sorted(paths)))
     print(f"wrote {written} PNG files to {args.out}")
@@ -141,13 +132,7 @@ def run(args):
 
 def main(argv=None):
     """CLI entry point; returns the exit status (0 ok, 2 bad input)."""
-    args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except ValueError as error:
-        print(f"predict.py: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return report_errors("predict.py", run, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

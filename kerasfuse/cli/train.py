@@ -8,6 +8,7 @@ TensorBoard logs, ``best.keras`` / ``final.keras``, prediction PNGs).
 
 A killed run restarted with the same command resumes from its last checkpoint.
 See docs/training.md for the config schema, named configs and distributed training.
+Installed as the console script ``kerasfuse-train``; ``train.py`` in a checkout calls it.
 """
 
 import argparse
@@ -27,8 +28,9 @@ def _parser():
         epilog="Example: python train.py --config synthetic/dmnet model.backbone=resnet_small "
                "optimizer.lr=0.02",
     )
-    parser.add_argument("--config", help="YAML/JSON config file or a named config under "
-                        "configs/ (e.g. cityscapes/dmnet); default: the embedded demo")
+    parser.add_argument("--config", help="YAML/JSON config file or a named config shipped "
+                        "in kerasfuse/configs/ (e.g. cityscapes/dmnet); default: the "
+                        "embedded demo")
     parser.add_argument("--devices", type=int, default=None, metavar="N",
                         help="split the CPU into N logical devices and train with "
                         "MirroredStrategy over them (sets run.devices)")
@@ -89,7 +91,7 @@ def main(argv=None):
         return EXIT_DIVERGED
     if trainer.chief:
         key = trainer.monitor
-        name = "mIoU" if key == "miou" else "MF-ODS"
+        name = "mIoU" if key == "mean_iou" else "MF-ODS"
         if key in metrics:
             print(f"val {name}: {metrics[key]:.4f}")
         print(f"run directory: {trainer.run_dir}")

@@ -1,0 +1,15 @@
+"""Predict with a kerasfuse model (``kerasfuse-predict``).
+
+A checkout wrapper around :mod:`kerasfuse.cli.predict` (run ``python predict.py --help``); it is
+not installed — ``pip install`` provides the console script instead.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
+
+from kerasfuse.cli.predict import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())
