@@ -395,11 +395,16 @@ def _check(condition, key, value, requirement):
 
 def validate(config):
     """Range checks that need no TensorFlow; raises ConfigError on the first bad value."""
+    _validate_model(config.model)
+    _validate_data(config.data)
+    _validate_optimization(config.optimizer, config.schedule)
+    _validate_run(config.run, config.schedule)
+
+
+def _validate_model(model):
     from kerasfuse.backbones import BACKBONES
     from kerasfuse.models.registry import MODELS
 
-    data, model, opt, sched, run = (config.data, config.model, config.optimizer,
-                                    config.schedule, config.run)
     if model.name not in MODELS:
         raise ConfigError(f"model.name: unknown model {model.name!r}; choose one of "
                           f"{sorted(MODELS)}")
@@ -407,6 +412,9 @@ def validate(config):
            f"one of {list(BACKBONES)}")
     _check(model.output_stride in (8, 16, 32), "model.output_stride", model.output_stride,
            "8, 16 or 32")
+
+
+def _validate_data(data):
     _check(bool(data.train_pattern), "data.train_pattern", data.train_pattern,
            "a TFRecord glob or manifest path")
     _check(data.num_classes is None or data.num_classes >= 1, "data.num_classes",
@@ -424,6 +432,9 @@ def validate(config):
                "(low, high) with 0 < low <= high")
     _check(data.shuffle_buffer is None or data.shuffle_buffer >= 0, "data.shuffle_buffer",
            data.shuffle_buffer, ">= 0")
+
+
+def _validate_optimization(opt, sched):
     _check(opt.lr > 0, "optimizer.lr", opt.lr, "> 0")
     _check(0 <= opt.momentum < 1, "optimizer.momentum", opt.momentum, "in [0, 1)")
     _check(opt.weight_decay >= 0, "optimizer.weight_decay", opt.weight_decay, ">= 0")
@@ -443,6 +454,9 @@ def validate(config):
            "in (0, 1]")
     _check(0 <= sched.end_lr < opt.lr, "schedule.end_lr", sched.end_lr,
            "in [0, optimizer.lr)")
+
+
+def _validate_run(run, sched):
     _check(bool(run.name) and os.sep not in run.name, "run.name", run.name,
            "a non-empty name without path separators")
     _check(run.strategy in STRATEGIES, "run.strategy", run.strategy,

@@ -133,6 +133,8 @@ def predict(model, image, mode="whole", crop_size=None, stride=None, scales=DEFA
 
     Returns:
         NumPy float32 ``[B,H,W,K]`` probabilities (``[H,W,K]`` for a 3-D ``image``).
+
+    Long only because of the argument documentation; the body is ~40 lines.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")

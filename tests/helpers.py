@@ -1,4 +1,4 @@
-"""The one shared layer-test helper (STYLE.md convention 7).
+"""The one shared layer-test helper (plus ``run_model_test``, its model-level counterpart).
 
 ``run_layer_test`` checks, for any kerasfuse layer: every ``__init__`` argument appears in
 ``get_config`` and the config round-trips; eager and symbolic output shapes (and

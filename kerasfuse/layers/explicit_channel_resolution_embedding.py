@@ -53,8 +53,8 @@ class ExplicitChannelResolutionEmbedding(keras.layers.Layer):
             raise ValueError(f"kernel_size must be a positive odd int, got {kernel_size!r}")
         self.num_classes = num_classes
         self.kernel_size = kernel_size
-        # Logits stay float32 under mixed precision (STYLE.md rule 3); float64 layers keep
-        # float64 so numerical checks stay exact.
+        # Logits stay float32 under mixed precision (docs/architecture.md, "Models");
+        # float64 layers keep float64 so numerical checks stay exact.
         logits_dtype = "float64" if self.compute_dtype == "float64" else "float32"
         self.classifier = keras.layers.Conv2D(num_classes, 1, dtype=logits_dtype,
                                               name="classifier")

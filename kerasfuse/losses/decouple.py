@@ -55,7 +55,7 @@ def boundary_from_labels(labels, radius=BOUNDARY_RADIUS, ignore_label=IGNORE_LAB
 
     ``b(p) = 1`` iff ``p`` is valid and some valid pixel ``q`` with
     ``|q - p|_2 <= radius`` has a different label — the OR over classes of "distance to
-    the class boundary <= radius" (DESIGN.md §3). Ignore pixels neither create boundaries
+    the class boundary <= radius" (docs/design.md §3). Ignore pixels neither create boundaries
     nor carry them; the image border is not a boundary.
 
     Args:

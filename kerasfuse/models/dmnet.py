@@ -60,7 +60,7 @@ def build_dmnet(num_classes, backbone="resnet50", input_shape=(None, None, 3), w
                 dropout=0.1, **backbone_options):
     """DMNet: Dynamic Convolutional Modules on the last backbone stage.
 
-    Head (DESIGN.md §3): concat [res5, DCM_1(res5), ..., DCM_n(res5)] -> 3x3 conv-BN-ReLU
+    Head (docs/design.md §3): concat [res5, DCM_1(res5), ..., DCM_n(res5)] -> 3x3 conv-BN-ReLU
     to ``head_channels`` -> dropout -> 1x1 classifier; FCN aux head on res4.
 
     Args:

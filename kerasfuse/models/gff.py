@@ -99,6 +99,8 @@ def build_gffnet(num_classes, backbone="resnet50", input_shape=(None, None, 3), 
     Reference:
         Li et al., "Gated Fully Fusion for Semantic Segmentation", AAAI 2020, Fig. 3,
         eqs. (2)-(6).
+
+    Long only because every ablation switch is documented here; the graph is ~40 lines.
     """
     check_int("num_classes", num_classes)
     for name, value in (("head_channels", head_channels),
