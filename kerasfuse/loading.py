@@ -54,8 +54,9 @@ def load_keras_model(path):
         raise InputError(f"cannot load {path}: {type(error).__name__}: {error}") from None
     if not isinstance(model, Segmenter):
         raise InputError(f"{path} holds a {type(model).__name__}, not a kerasfuse Segmenter "
-                         "(files written before kerasfuse 0.2 must be rebuilt with "
-                         "kerasfuse.build_model and their weights loaded into it)")
+                         "(a file written before kerasfuse models described themselves: "
+                         "rebuild the model with kerasfuse.build_model and load_weights "
+                         "from it)")
     return model
 
 

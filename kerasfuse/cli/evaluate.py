@@ -67,11 +67,12 @@ def _summarise(task, cm, metrics, boundary_tolerances, edge_tolerance):
     return scalars, per_class
 
 
-def evaluate(model, dataset, num_classes, inference_options, boundary_tolerances=(3.0,),
+def evaluate(model, dataset, num_classes, options, boundary_tolerances=(3.0,),
              edge_tolerance=0.02, thresholds=99, max_images=None, progress=None):
     """Run inference over ``dataset`` (batches of ``(image, targets)``) and score it.
 
-    The task (softmax segmentation or sigmoid edges) is the model's own ``task``.
+    The task (softmax segmentation or sigmoid edges) is the model's own ``task``;
+    ``options`` are keyword arguments of ``kerasfuse.inference.predict`` (mode, crops...).
 
     Returns a dict: ``num_images``, ``metrics`` (scalars), ``per_class`` (lists of K).
     """
@@ -87,7 +88,7 @@ def evaluate(model, dataset, num_classes, inference_options, boundary_tolerances
         labels = np.asarray(targets["labels"])
         if max_images is not None:
             images, labels = images[:max_images - seen], labels[:max_images - seen]
-        probs = inference.predict(model, images, task=task, **inference_options)
+        probs = inference.predict(model, images, task=task, **options)
         if probs.shape[-1] != num_classes:
             raise UsageError(f"model predicts {probs.shape[-1]} classes, expected {num_classes}")
         if task == "segmentation":

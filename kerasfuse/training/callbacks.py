@@ -1,5 +1,4 @@
-"""Keras callbacks of the ``model.fit`` path: progress bar, NaN guard and the run monitor.
-"""
+"""Keras callbacks of the ``model.fit`` path: progress bar, NaN guard and the run monitor."""
 
 import math
 import sys

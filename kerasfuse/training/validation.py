@@ -1,5 +1,4 @@
-"""Validation during training: the NumPy evaluation of a network over a dataset.
-"""
+"""Validation during training: the NumPy evaluation of a network over a dataset."""
 
 import numpy as np
 import tensorflow as tf
