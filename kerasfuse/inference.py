@@ -28,11 +28,13 @@ import numpy as np
 
 from kerasfuse.checks import TASKS
 from kerasfuse.ops import resize_to
+from pipelines.augment import MEAN_RGB
 
 MODES = ("whole", "slide", "multiscale")
 DEFAULT_SCALES = (0.75, 1.0, 1.25, 1.5, 1.75)
-#: ImageNet mean pixel in RGB order (the "caffe" normalisation inside the ResNet backbones).
-IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
+#: ImageNet mean pixel in RGB order (the "caffe" normalisation inside the ResNet backbones);
+#: the same padding colour the data pipeline uses.
+IMAGENET_MEAN_RGB = MEAN_RGB
 
 
 def _pair(value, name):

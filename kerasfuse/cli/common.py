@@ -3,10 +3,10 @@
 import sys
 
 from kerasfuse.checks import InputError
+from kerasfuse.inference import DEFAULT_SCALES, MODES
 
 #: Exit status for bad input (one ``error:`` line on stderr).
 EXIT_BAD_INPUT = 2
-DEFAULT_SCALES = (0.75, 1.0, 1.25, 1.5, 1.75)
 
 
 def int_pair(values, flag):
@@ -20,7 +20,7 @@ def int_pair(values, flag):
 
 def add_inference_arguments(parser):
     """--mode, --crop-size, --stride, --scales, --no-flip, --output-key."""
-    parser.add_argument("--mode", choices=("whole", "slide", "multiscale"), default="whole")
+    parser.add_argument("--mode", choices=MODES, default="whole")
     parser.add_argument("--crop-size", type=int, nargs="+", metavar="N",
                         help="sliding-window size (1 or 2 ints); required for --mode slide")
     parser.add_argument("--stride", type=int, nargs="+", metavar="N",

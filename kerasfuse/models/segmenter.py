@@ -5,6 +5,8 @@ knows what it is — registry name, task, classes, palette, backbone and builder
 evaluation, export, visualisation and prediction read these fields instead of guessing.
 """
 
+import copy
+
 import keras
 
 from kerasfuse.layers.image_normalization import ImageNormalization
@@ -95,7 +97,8 @@ class Segmenter(keras.Model):
         options = dict(options or {})
         built_backbone = backbone
         if isinstance(backbone, dict):
-            built_backbone = keras.saving.deserialize_keras_object(backbone)
+            # Deserializing consumes the dict it reads; keep the config's copy intact.
+            built_backbone = keras.saving.deserialize_keras_object(copy.deepcopy(backbone))
         network = build_network(model_name, num_classes, backbone=built_backbone, **options)
         class_names = _check_class_names(class_names, num_classes)
         palette = _check_palette(palette, num_classes)

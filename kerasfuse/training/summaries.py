@@ -14,7 +14,7 @@ def prediction_pictures(network, images, targets, task, num_classes):
     """RGB uint8 panels [image | ground truth | prediction] for a batch (PNG, TensorBoard)."""
     logits = network(images, training=False)["logits"].numpy()
     images = np.asarray(images)
-    palette = visualize.color_palette(num_classes)
+    palette = visualize.model_palette(network, num_classes)
     panels = []
     for i in range(len(images)):
         if task == "edge":
