@@ -10,8 +10,12 @@ setup(
         "semantic edge detection: DFF, GFF, DecoupleSegNet, DMNet, ExFuse."
     ),
     python_requires=">=3.10,<3.14",
+    # Only the two packages land in site-packages; the top-level train.py, evaluate.py,
+    # predict.py and export_tflite.py are checkout wrappers around kerasfuse.cli.
     packages=find_packages(include=["kerasfuse", "kerasfuse.*", "pipelines", "pipelines.*"]),
-    py_modules=["train", "export_tflite", "evaluate", "predict"],
+    # The named configs (``--config synthetic/dmnet``) ship inside the package.
+    package_data={"kerasfuse": ["configs/*/*.yaml"]},
+    include_package_data=False,
     install_requires=[
         "tensorflow>=2.20,<2.22",
         "keras>=3.10,<4",
@@ -36,8 +40,10 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "kerasfuse-train=train:main",
-            "kerasfuse-export=export_tflite:main",
+            "kerasfuse-train=kerasfuse.cli.train:main",
+            "kerasfuse-evaluate=kerasfuse.cli.evaluate:main",
+            "kerasfuse-predict=kerasfuse.cli.predict:main",
+            "kerasfuse-export=kerasfuse.cli.export:main",
             "kerasfuse-convert=kerasfuse.convert.cli:main",
         ],
     },

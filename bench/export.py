@@ -42,8 +42,7 @@ def bench_model(name, args):
     reference = np.argmax(np.asarray(model(image, training=False)["logits"]), axis=-1)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        fixed = export._tflite_saved_model(model, os.path.join(tmp, "fixed"), "segmentation",
-                                           size)
+        fixed = export.fixed_size_saved_model(model, os.path.join(tmp, "fixed"), size)
         for precision in args.precisions:
             data = export.convert_tflite(fixed, precision, images[:-1])
             run = export.tflite_runner(data, args.threads)

@@ -50,7 +50,7 @@ def main(argv=None):
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     import keras
 
-    import train
+    from kerasfuse.cli import train
     from kerasfuse.config import ConfigError, load_config
     from kerasfuse.training import Trainer, evaluate
     from pipelines import make_dataset
@@ -79,8 +79,8 @@ def main(argv=None):
                 "step": (epoch + 1) * args.eval_every,
                 "seconds": round(time.time() - start),
                 "loss": round(float(logs["loss"]), 3),
-                "val_miou": round(metrics["miou"], 4),
-                "train_miou": round(seen["miou"], 4),
+                "val_miou": round(metrics["mean_iou"], 4),
+                "train_miou": round(seen["mean_iou"], 4),
                 "iou": [None if v is None else round(v, 2) for v in metrics["iou"]],
             }), flush=True)
 

@@ -2,10 +2,9 @@
 
 from kerasfuse import inference, layers, metrics
 from kerasfuse.backbones import build_backbone
-from kerasfuse.models import build_loss, build_model, intermediates
+from kerasfuse.models import Segmenter, build_loss, build_model, intermediates
 
 __version__ = "0.1.0"
 
-__all__ = ["build_backbone", "build_loss", "build_model", "intermediates", "layers",
-           "__version__"]
-__all__ += ["inference", "metrics"]
+__all__ = ["Segmenter", "__version__", "build_backbone", "build_loss", "build_model",
+           "inference", "intermediates", "layers", "metrics"]

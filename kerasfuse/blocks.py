@@ -2,7 +2,7 @@
 
 These are small functions that create layers for functional models (they are not layers
 themselves). Every BatchNormalization in kerasfuse comes from :func:`batch_norm`, so
-synchronised BN across replicas (DESIGN.md §6) and the PyTorch-matching momentum live in
+synchronised BN across replicas (docs/design.md §5) and the PyTorch-matching momentum live in
 one place.
 """
 
@@ -47,7 +47,7 @@ def classifier(x, num_classes, name, dropout=0.1):
     """Dropout -> 1x1 Conv2D to ``num_classes`` logits, computed in float32.
 
     The classifier runs with ``dtype="float32"`` so logits stay float32 under the
-    ``mixed_float16`` policy (STYLE.md rule 3).
+    ``mixed_float16`` policy (docs/architecture.md, "Models").
     """
     if dropout:
         x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)

@@ -3,7 +3,7 @@
 One experiment is a :class:`TrainConfig` with six sections (TF Model Garden style):
 ``data``, ``model``, ``loss``, ``optimizer``, ``schedule`` and ``run``. A config file holds
 any subset of them (missing fields keep their defaults) and may name a ``base`` file it
-extends, so the named configs under ``configs/`` stay a few lines each. Command-line
+extends, so the named configs under ``kerasfuse/configs/`` stay a few lines each. Command-line
 overrides use dotted keys: ``model.name=dmnet optimizer.lr=0.01 data.crop_size=[64,64]``
 (values are parsed as YAML). Every value is type-checked and range-checked by
 :func:`validate`; problems raise :class:`ConfigError` naming the offending key and value.
@@ -21,33 +21,15 @@ import typing
 
 import yaml
 
-#: Directory of the named configs (``--config cityscapes/dmnet`` -> this/cityscapes/...).
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                          "configs")
+#: Directory of the named configs, shipped as package data (``--config cityscapes/dmnet``
+#: -> this/cityscapes/dmnet.yaml).
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 WEIGHT_DECAY_MODES = ("pytorch", "keras")
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
 
 
 #: Backbones for CPU demos and tests; heads get narrow widths on them by default.
 LIGHT_BACKBONES = ("resnet_tiny", "resnet_small")
-#: Head widths used on light backbones unless ``model.options`` overrides them (the papers'
-#: 256-512 channel heads would dominate the cost of a tiny backbone).
-LIGHT_HEAD_OPTIONS = {
-    "fcn": {"head_channels": 64},
-    "pspnet": {"head_channels": 64},
-    "deeplabv3plus": {"head_channels": 64},
-    "dmnet": {"head_channels": 64, "dcm_channels": 32, "aux_channels": 32},
-    "dmnet_static": {"head_channels": 64, "dcm_channels": 32, "aux_channels": 32},
-    # No dropout: the narrow GFF head underfits in a CPU budget (docs/training.md,
-    # "Choosing the demo recipe").
-    "gffnet": {"head_channels": 64, "fusion_channels": 32, "aux_channels": 32,
-               "dropout": 0.0},
-    "decouple_fcn": {"head_channels": 64},
-    "decouple_pspnet": {"head_channels": 64},
-    "decouple_deeplabv3plus": {"head_channels": 64},
-    "gcn": {"head_channels": 32},
-    "exfuse": {"head_channels": 32, "ss_channels": 32},
-}
 
 
 class ConfigError(ValueError):
@@ -109,7 +91,7 @@ class ModelConfig:
             (PyTorch reference networks, docs/weights.md).
         options: extra builder keyword arguments (e.g. ``{dropout: 0.0}``). On a light
             backbone they override single keys of the narrow head widths
-            (:data:`LIGHT_HEAD_OPTIONS`); on ResNet-50/101 the builder defaults (the
+            (the model's "light" preset in the registry); on ResNet-50/101 the builder defaults (the
             papers' widths) apply to every key not given.
     """
 
@@ -120,11 +102,13 @@ class ModelConfig:
     options: typing.Optional[dict] = None
 
     def builder_options(self):
-        """Builder keywords: on a light backbone the CPU-sized head widths of
-        :data:`LIGHT_HEAD_OPTIONS` updated with ``options``; otherwise ``options``."""
+        """Builder keywords: on a light backbone the model's "light" preset (registry)
+        updated with ``options``; otherwise ``options``."""
+        from kerasfuse.models.registry import get_spec
+
         merged = {}
         if self.backbone in LIGHT_BACKBONES:
-            merged.update(LIGHT_HEAD_OPTIONS.get(self.name, {}))
+            merged.update(get_spec(self.name).presets.get("light", {}))
         merged.update(self.options or {})
         return merged
 
@@ -415,11 +399,16 @@ def _check(condition, key, value, requirement):
 
 def validate(config):
     """Range checks that need no TensorFlow; raises ConfigError on the first bad value."""
+    _validate_model(config.model)
+    _validate_data(config.data)
+    _validate_optimization(config.optimizer, config.schedule)
+    _validate_run(config.run, config.schedule)
+
+
+def _validate_model(model):
     from kerasfuse.backbones import BACKBONES
     from kerasfuse.models.registry import MODELS
 
-    data, model, opt, sched, run = (config.data, config.model, config.optimizer,
-                                    config.schedule, config.run)
     if model.name not in MODELS:
         raise ConfigError(f"model.name: unknown model {model.name!r}; choose one of "
                           f"{sorted(MODELS)}")
@@ -427,6 +416,9 @@ def validate(config):
            f"one of {list(BACKBONES)}")
     _check(model.output_stride in (8, 16, 32), "model.output_stride", model.output_stride,
            "8, 16 or 32")
+
+
+def _validate_data(data):
     _check(bool(data.train_pattern), "data.train_pattern", data.train_pattern,
            "a TFRecord glob or manifest path")
     _check(data.num_classes is None or data.num_classes >= 1, "data.num_classes",
@@ -444,6 +436,9 @@ def validate(config):
                "(low, high) with 0 < low <= high")
     _check(data.shuffle_buffer is None or data.shuffle_buffer >= 0, "data.shuffle_buffer",
            data.shuffle_buffer, ">= 0")
+
+
+def _validate_optimization(opt, sched):
     _check(opt.lr > 0, "optimizer.lr", opt.lr, "> 0")
     _check(0 <= opt.momentum < 1, "optimizer.momentum", opt.momentum, "in [0, 1)")
     _check(opt.weight_decay >= 0, "optimizer.weight_decay", opt.weight_decay, ">= 0")
@@ -463,6 +458,9 @@ def validate(config):
            "in (0, 1]")
     _check(0 <= sched.end_lr < opt.lr, "schedule.end_lr", sched.end_lr,
            "in [0, optimizer.lr)")
+
+
+def _validate_run(run, sched):
     _check(bool(run.name) and os.sep not in run.name, "run.name", run.name,
            "a non-empty name without path separators")
     _check(run.strategy in STRATEGIES, "run.strategy", run.strategy,

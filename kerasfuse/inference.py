@@ -26,13 +26,15 @@ import math
 import keras
 import numpy as np
 
+from kerasfuse.checks import TASKS
 from kerasfuse.ops import resize_to
+from pipelines.augment import MEAN_RGB
 
 MODES = ("whole", "slide", "multiscale")
-TASKS = ("segmentation", "edge")
 DEFAULT_SCALES = (0.75, 1.0, 1.25, 1.5, 1.75)
-#: ImageNet mean pixel in RGB order (the "caffe" normalisation inside the ResNet backbones).
-IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
+#: ImageNet mean pixel in RGB order (the "caffe" normalisation inside the ResNet backbones);
+#: the same padding colour the data pipeline uses.
+IMAGENET_MEAN_RGB = MEAN_RGB
 
 
 def _pair(value, name):
@@ -44,10 +46,15 @@ def _pair(value, name):
     return int(value[0]), int(value[1])
 
 
+def sigmoid(logits):
+    """Logistic function of a NumPy array (float64 inside), as float32."""
+    return (1.0 / (1.0 + np.exp(-np.asarray(logits, dtype="float64")))).astype("float32")
+
+
 def _activation(logits, task):
     logits = logits.astype("float64")
     if task == "edge":
-        return (1.0 / (1.0 + np.exp(-logits))).astype("float32")
+        return sigmoid(logits)
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
     return (exp / exp.sum(axis=-1, keepdims=True)).astype("float32")
@@ -108,8 +115,7 @@ def _resize(array, size):
 
 
 def predict(model, image, mode="whole", crop_size=None, stride=None, scales=DEFAULT_SCALES,
-            flip=True, task="segmentation", output_key="logits",
-            pad_value=IMAGENET_MEAN_RGB):
+            flip=True, task=None, output_key="logits", pad_value=IMAGENET_MEAN_RGB):
     """Probabilities of a kerasfuse model for ``image`` (see the module docstring).
 
     Args:
@@ -122,15 +128,20 @@ def predict(model, image, mode="whole", crop_size=None, stride=None, scales=DEFA
         stride: window step (int or (h, w)); default ceil(2/3 of crop_size).
         scales: image scale factors for "multiscale".
         flip: also predict the horizontally flipped image ("multiscale" only).
-        task: "segmentation" (softmax) or "edge" (sigmoid).
+        task: "segmentation" (softmax) or "edge" (sigmoid); default the model's ``task``
+            (a Segmenter or loaded SavedModel), "segmentation" for other callables.
         output_key: which model output holds the logits.
         pad_value: RGB value for sliding-window padding (ImageNet mean by default).
 
     Returns:
         NumPy float32 ``[B,H,W,K]`` probabilities (``[H,W,K]`` for a 3-D ``image``).
+
+    Long only because of the argument documentation; the body is ~40 lines.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if task is None:
+        task = getattr(model, "task", "segmentation")
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     images = np.asarray(keras.ops.convert_to_numpy(image), dtype="float32")

@@ -1,6 +1,6 @@
 """Backend helpers shared by every layer and model.
 
-The one sanctioned exception to "keras.ops only" (STYLE.md rule 3, DESIGN.md §7):
+The one sanctioned exception to "keras.ops only" (docs/design.md §6):
 resizing a tensor to another tensor's *dynamic* spatial size. In Keras 3.14-3.15.1
 ``keras.ops.image.resize`` and ``UpSampling2D(interpolation="bilinear")`` raise
 ``OperatorNotAllowedInGraphError`` on the TensorFlow backend when the target size is a

@@ -23,6 +23,8 @@ import cv2
 import keras
 import numpy as np
 
+from kerasfuse.inference import sigmoid
+
 IGNORE_COLOR = (224, 224, 192)  # the Pascal VOC colour of label 255
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -276,10 +278,6 @@ def _layer_names(model):
     return {layer.name for layer in model.layers}
 
 
-def _sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype="float64")))
-
-
 def gff_gate_layers(model):
     """Names of GFF gate layers (``gate_<level>``) present in ``model``, in model order."""
     return [layer.name for layer in model.layers if layer.name.startswith("gate_")]
@@ -290,7 +288,7 @@ def gate_figures(model, images):
     from kerasfuse.models import intermediates
 
     names = gff_gate_layers(model)
-    gates = intermediates(model, names)([images], training=False)
+    gates = intermediates(model, names)(images, training=False)
     size = images.shape[1:3]
     figures = {}
     for name in names:
@@ -305,14 +303,14 @@ def decouple_figures(model, images):
     from kerasfuse.models.decouple import decouple_intermediates
 
     size = images.shape[1:3]
-    values = decouple_intermediates(model)([images], training=False)
+    values = decouple_intermediates(model)(images, training=False)
     outputs = model(images, training=False)
     figures = {"flow": flow_to_color(resize_map(to_numpy(values["flow"])[0], size))}
     figures["flow_wheel"] = color_wheel(64)
     for key in ("body_features", "edge_features", "fused_features"):
         pca = pca_to_rgb(to_numpy(values[key])[0])
         figures[key.replace("_features", "_pca")] = to_uint8(resize_map(pca, size))
-    boundary = _sigmoid(to_numpy(outputs["boundary_logits"])[0, ..., 0])
+    boundary = sigmoid(to_numpy(outputs["boundary_logits"])[0, ..., 0])
     figures["boundary"] = heatmap(boundary, vmin=0.0, vmax=1.0, colormap=cv2.COLORMAP_BONE)
     return figures
 
@@ -324,7 +322,7 @@ def dff_figures(model, images, palette=None):
 
     size = images.shape[1:3]
     sub = intermediates(model, ["fusion_weights"])
-    weights = to_numpy(sub([images], training=False)["fusion_weights"])[0]
+    weights = to_numpy(sub(images, training=False)["fusion_weights"])[0]
     num_sides = len(DFF_SIDES)
     weights = weights.reshape(weights.shape[:2] + (-1, num_sides)).mean(axis=2)
     low, high = float(weights.min()), float(weights.max())
@@ -334,9 +332,9 @@ def dff_figures(model, images, palette=None):
             resize_map(weights[..., j], size, cv2.INTER_NEAREST), vmin=low, vmax=high
         )
     outputs = model(images, training=False)
-    figures["fused_edges"] = edge_to_color(_sigmoid(to_numpy(outputs["logits"])[0]), palette)
+    figures["fused_edges"] = edge_to_color(sigmoid(to_numpy(outputs["logits"])[0]), palette)
     figures["side5_edges"] = edge_to_color(
-        _sigmoid(to_numpy(outputs["side5_logits"])[0]), palette
+        sigmoid(to_numpy(outputs["side5_logits"])[0]), palette
     )
     return figures
 
@@ -347,7 +345,7 @@ def dmnet_figures(model, images, max_channels=32):
 
     names = [layer.name for layer in model.layers
              if layer.name.startswith("dcm") and layer.name.endswith("_kernels")]
-    kernels = intermediates(model, names)([images], training=False)
+    kernels = intermediates(model, names)(images, training=False)
     return {name: kernel_grid(to_numpy(kernels[name])[0], max_channels=max_channels)
             for name in names}
 
@@ -361,7 +359,7 @@ def exfuse_figures(model, images, palette=None):
     names = [layer.name for layer in model.layers if layer.name.startswith("seb_")]
     figures = {}
     if names:
-        values = intermediates(model, names)([images], training=False)
+        values = intermediates(model, names)(images, training=False)
         for name in names:
             pca = pca_to_rgb(to_numpy(values[name])[0])
             figures[f"{name}_pca"] = to_uint8(resize_map(pca, size))
@@ -372,33 +370,48 @@ def exfuse_figures(model, images, palette=None):
     return figures
 
 
-def method_of(model):
-    """Which method-specific figures apply to ``model``: "gff", "decouple", "dff", "dmnet",
-    "exfuse" or None, told from its layer names."""
-    names = _layer_names(model)
-    if any(n.startswith("seb_") for n in names) or "ecre" in names:
-        return "exfuse"
-    if "body_generation" in names:
-        return "decouple"
-    if "fusion_weights" in names:
-        return "dff"
-    if any(n.startswith("dcm") and n.endswith("_kernels") for n in names):
-        return "dmnet"
-    if gff_gate_layers(model):
-        return "gff"
-    return None
+def method_figures(model, images, palette=None):
+    """The figures of the model's method (registry field ``figures``); {} for none.
+
+    Only a Keras Segmenter has intermediates to show; an exported SavedModel has none.
+    """
+    from kerasfuse.models.registry import get_spec
+    from kerasfuse.models.segmenter import Segmenter
+
+    if not isinstance(model, Segmenter):
+        return {}
+    family = get_spec(model.model_name).figures
+    if family == "gff":
+        return gate_figures(model, images)
+    if family == "decouple":
+        return decouple_figures(model, images)
+    if family == "dff":
+        return dff_figures(model, images, palette)
+    if family == "dmnet":
+        return dmnet_figures(model, images)
+    if family == "exfuse":
+        return exfuse_figures(model, images, palette)
+    return {}
 
 
-def visualize_model(model, image, out_dir, task="segmentation", class_names=None,
-                    labels=None, prefix="", inference_options=None, probabilities=None):
+def model_palette(model, num_classes):
+    """The model's own palette (uint8 [K, 3]) when it has one, else ``color_palette``."""
+    palette = getattr(model, "palette", None)
+    if palette is not None and len(palette) == num_classes:
+        return np.asarray(palette, dtype="uint8")
+    return color_palette(num_classes)
+
+
+def visualize_model(model, image, out_dir, class_names=None, labels=None, prefix="",
+                    inference_options=None, probabilities=None):
     """Write the prediction and the method's intermediates of one image as PNG files.
 
     Args:
-        model: a kerasfuse functional model (dict outputs).
+        model: a Segmenter (or a loaded SavedModel): its ``task``, ``class_names`` and
+            ``palette`` are used.
         image: RGB image ``[H,W,3]`` in [0, 255].
         out_dir: folder for the PNG files (created).
-        task: "segmentation" or "edge".
-        class_names: names for the legend (default "0", "1", ...).
+        class_names: names for the legend (default the model's, else "0", "1", ...).
         labels: optional GT label map ``[H,W]``, drawn next to the prediction.
         prefix: file-name prefix (e.g. the image id).
         inference_options: keyword arguments of ``kerasfuse.inference.predict`` (mode,
@@ -418,14 +431,16 @@ def visualize_model(model, image, out_dir, task="segmentation", class_names=None
     """
     from kerasfuse import inference
 
+    task = model.task
     rgb = to_uint8(image)
     images = np.asarray(image, dtype="float32")[None]
     probs = probabilities
     if probs is None:
         probs = inference.predict(model, images, task=task, **(inference_options or {}))[0]
     num_classes = probs.shape[-1]
-    names = list(class_names) if class_names is not None else [str(i) for i in
-                                                               range(num_classes)]
+    if class_names is None:
+        class_names = model.class_names or [str(i) for i in range(num_classes)]
+    names = list(class_names)
     if len(names) != num_classes:
         raise ValueError(f"{len(names)} class names given for a {num_classes}-class model")
     if task == "edge":
@@ -433,22 +448,12 @@ def visualize_model(model, image, out_dir, task="segmentation", class_names=None
         panels = {"edges": edge_to_color(probs, palette)}
         prediction = with_legend(panels["edges"], names, palette)
     else:
-        palette = color_palette(num_classes)
+        palette = model_palette(model, num_classes)
         panels = {"overlay": overlay(rgb, probs.argmax(-1), palette=palette)}
         if labels is not None:
             panels["ground_truth"] = overlay(rgb, labels, palette=palette)
         prediction = with_legend(hstack(list(panels.values())), names, palette)
-    method = method_of(model) if isinstance(model, keras.Model) else None
-    if method == "gff":
-        panels.update(gate_figures(model, images))
-    elif method == "decouple":
-        panels.update(decouple_figures(model, images))
-    elif method == "dff":
-        panels.update(dff_figures(model, images, palette))
-    elif method == "dmnet":
-        panels.update(dmnet_figures(model, images))
-    elif method == "exfuse":
-        panels.update(exfuse_figures(model, images, palette))
+    panels.update(method_figures(model, images, palette))
     figures = {"prediction": prediction}
     figures.update({k: v for k, v in panels.items()
                     if k not in ("overlay", "ground_truth", "edges")})

@@ -30,7 +30,8 @@ import math
 
 import tensorflow as tf
 
-IGNORE_LABEL = 255
+from pipelines.schema import IGNORE_LABEL
+
 _SEGMENT_STRIDE = 65536  # segment id = class * 65536 + instance, exact in float32
 
 

@@ -2,18 +2,18 @@
 
 import glob
 import os
-import re
 
 import numpy as np
 import tensorflow as tf
 
 from pipelines import augment, edges, schema, writer
+from pipelines.checks import check_int
 
 TARGETS = ("labels", "edges", "boundary")
-_SHARD_RE = re.compile(r"^(?P<name>.+)-\d{5}-of-\d{5}\.tfrecord$")
 
 
-def _resolve_files(pattern):
+def resolve_files(pattern):
+    """Shard files of a glob, a ``NAME.manifest.json`` or a list; ValueError if none."""
     if isinstance(pattern, (str, os.PathLike)):
         pattern = os.fspath(pattern)
         if pattern.endswith(writer.MANIFEST_SUFFIX):
@@ -33,9 +33,9 @@ def _resolve_files(pattern):
     return files
 
 
-def _manifest_for(files):
+def manifest_for(files):
     """The manifest next to the shards (``NAME.manifest.json``), or None."""
-    match = _SHARD_RE.match(os.path.basename(files[0]))
+    match = writer.SHARD_RE.match(os.path.basename(files[0]))
     if not match:
         return None
     path = writer.manifest_path(os.path.dirname(files[0]), match.group("name"))
@@ -54,9 +54,6 @@ def _check_size_against_manifest(files, manifest):
             )
 
 
-def _check_int(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 def make_dataset(
@@ -120,21 +117,49 @@ def make_dataset(
 
     Returns:
         ``tf.data.Dataset`` yielding ``(image float32 [B,H,W,3] RGB 0..255, targets dict)``.
+
+    Long only because of the argument list above; the body chains :func:`_records`,
+    :func:`_example_fn` and :func:`_batch`.
     """
+    files, num_classes = _check_arguments(
+        pattern, training, crop_size, batch_size, targets, num_classes, scale_range,
+        shuffle_buffer, pad_value, cycle_length, verify)
+    targets = tuple(targets)
+    if seed is None:
+        seed = int(np.random.randint(0, 2**31 - 1))
+    if shuffle_buffer is None:
+        shuffle_buffer = 256 if training else 0
+    drop_remainder = training if drop_remainder is None else drop_remainder
+    repeat = training if repeat is None else repeat
+    ds = _records(files, training, seed, shuffle_buffer, repeat, cycle_length,
+                  num_parallel_calls)
+    prepare = _example_fn(training, targets, seed, crop_size, scale_range, flip, color_jitter,
+                          ignore_label, pad_value, num_classes, edge_radius)
+    ds = ds.map(prepare, num_parallel_calls=num_parallel_calls, deterministic=True)
+    ds = _batch(ds, batch_size, crop_size, targets, drop_remainder, ignore_label, pad_value,
+                num_parallel_calls)
+    options = tf.data.Options()
+    options.deterministic = True
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def _check_arguments(pattern, training, crop_size, batch_size, targets, num_classes,
+                     scale_range, shuffle_buffer, pad_value, cycle_length, verify):
+    """Validate ``make_dataset``'s arguments; returns (shard files, num_classes)."""
     if not isinstance(training, bool):
         raise ValueError(f"training must be True or False, got {training!r}")
     targets = tuple(targets)
     unknown = [t for t in targets if t not in TARGETS]
     if unknown or not targets:
         raise ValueError(f"targets must be a non-empty subset of {TARGETS}, got {targets!r}")
-    _check_int("batch_size", batch_size, 1)
+    check_int("batch_size", batch_size, 1)
     augment.check_augment_args(crop_size, scale_range, pad_value)
     if training and crop_size is None:
         raise ValueError("training=True needs a crop_size (height, width)")
     if verify not in (None, "size", "checksum"):
         raise ValueError(f"verify must be None, 'size' or 'checksum', got {verify!r}")
-    files = _resolve_files(pattern)
-    manifest = _manifest_for(files)
+    files = resolve_files(pattern)
+    manifest = manifest_for(files)
     if manifest is not None and verify == "size":
         _check_size_against_manifest(files, manifest)
     if manifest is not None and verify == "checksum":
@@ -144,20 +169,15 @@ def make_dataset(
             raise ValueError("targets include 'edges': pass num_classes (no manifest found)")
         num_classes = int(manifest["num_classes"])
     if num_classes is not None:
-        _check_int("num_classes", num_classes, 1)
+        check_int("num_classes", num_classes, 1)
     if shuffle_buffer is not None:
-        _check_int("shuffle_buffer", shuffle_buffer, 0)
-    _check_int("cycle_length", cycle_length, 1)
-    if seed is None:
-        seed = int(np.random.randint(0, 2**31 - 1))
-    if shuffle_buffer is None:
-        shuffle_buffer = 256 if training else 0
-    drop_remainder = training if drop_remainder is None else drop_remainder
-    repeat = training if repeat is None else repeat
+        check_int("shuffle_buffer", shuffle_buffer, 0)
+    check_int("cycle_length", cycle_length, 1)
+    return files, num_classes
 
-    options = tf.data.Options()
-    options.deterministic = True
 
+def _records(files, training, seed, shuffle_buffer, repeat, cycle_length, num_parallel_calls):
+    """(index, serialized record) pairs: interleaved shuffled shards when training."""
     if training:
         file_ds = tf.data.Dataset.from_tensor_slices(files)
         file_ds = file_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
@@ -174,7 +194,12 @@ def make_dataset(
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    ds = ds.enumerate()
+    return ds.enumerate()
+
+
+def _example_fn(training, targets, seed, crop_size, scale_range, flip, color_jitter,
+                ignore_label, pad_value, num_classes, edge_radius):
+    """The per-record map function: parse, decode, augment or crop, compute targets."""
 
     def prepare(index, serialized):
         decoded = schema.decode_example(
@@ -211,33 +236,36 @@ def make_dataset(
             out["boundary"] = edges.binary_boundary(labels, edge_radius, ignore_label)
         return image, {key: out[key] for key in targets}
 
-    ds = ds.map(prepare, num_parallel_calls=num_parallel_calls, deterministic=True)
-    if crop_size is None and batch_size > 1:
-        ds = ds.map(
-            lambda image, t: (image, tf.ones(tf.shape(image)[:2], tf.bool), t),
-            num_parallel_calls=num_parallel_calls,
-            deterministic=True,
-        )
-        target_padding = {
-            key: tf.constant(ignore_label, tf.int32) if key == "labels" else tf.constant(0.0)
-            for key in targets
-        }
-        ds = ds.padded_batch(
-            batch_size,
-            padding_values=(tf.constant(0.0), tf.constant(False), target_padding),
-            drop_remainder=drop_remainder,
-        )
-        pad_colour = tf.constant(pad_value, tf.float32)
-        ds = ds.map(
-            lambda image, inside, t: (tf.where(inside[..., None], image, pad_colour), t),
-            num_parallel_calls=num_parallel_calls,
-            deterministic=True,
-        )
-    else:
-        ds = ds.batch(
+    return prepare
+
+
+def _batch(ds, batch_size, crop_size, targets, drop_remainder, ignore_label, pad_value,
+           num_parallel_calls):
+    """Batches; without a crop size each batch is padded to its largest image."""
+    if crop_size is not None or batch_size == 1:
+        return ds.batch(
             batch_size,
             drop_remainder=drop_remainder,
             num_parallel_calls=num_parallel_calls,
             deterministic=True,
         )
-    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+    ds = ds.map(
+        lambda image, t: (image, tf.ones(tf.shape(image)[:2], tf.bool), t),
+        num_parallel_calls=num_parallel_calls,
+        deterministic=True,
+    )
+    target_padding = {
+        key: tf.constant(ignore_label, tf.int32) if key == "labels" else tf.constant(0.0)
+        for key in targets
+    }
+    ds = ds.padded_batch(
+        batch_size,
+        padding_values=(tf.constant(0.0), tf.constant(False), target_padding),
+        drop_remainder=drop_remainder,
+    )
+    pad_colour = tf.constant(pad_value, tf.float32)
+    return ds.map(
+        lambda image, inside, t: (tf.where(inside[..., None], image, pad_colour), t),
+        num_parallel_calls=num_parallel_calls,
+        deterministic=True,
+    )

@@ -1,4 +1,4 @@
-"""TFRecord schema for segmentation examples (DESIGN.md §5).
+"""TFRecord schema for segmentation examples (docs/design.md §4, docs/data.md).
 
 One ``tf.train.Example`` per image, using the TF Model Garden segmentation feature keys so
 that records are interchangeable with ``official.vision`` readers:

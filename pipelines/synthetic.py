@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from pipelines import writer
+from pipelines.checks import check_int
 
 SYNTHETIC_CLASSES = ("background", "disk", "box", "triangle", "ring", "cross", "pole")
 SPLITS = ("train", "val")
@@ -195,9 +196,6 @@ def synthetic_sample(seed, split_index, index, height, width):
     )
 
 
-def _check_positive_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def build_synthetic(
@@ -222,11 +220,11 @@ def build_synthetic(
         >>> build_synthetic("data/synthetic", train=64, val=16)  # doctest: +SKIP
         'data/synthetic'
     """
-    _check_positive_int("train", train)
-    _check_positive_int("val", val)
-    _check_positive_int("num_shards", num_shards)
-    _check_positive_int("workers", workers)
-    _check_positive_int("seed", seed, minimum=0)
+    check_int("train", train)
+    check_int("val", val)
+    check_int("num_shards", num_shards)
+    check_int("workers", workers)
+    check_int("seed", seed, minimum=0)
     if (
         not isinstance(image_size, (tuple, list))
         or len(image_size) != 2

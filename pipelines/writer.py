@@ -24,6 +24,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
 import struct
 
 import cv2
@@ -31,10 +32,12 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
-from pipelines.schema import encode_example, image_format_of
+from pipelines.schema import IGNORE_LABEL, encode_example, image_format_of
 
 SCHEMA_VERSION = 1
 MANIFEST_SUFFIX = ".manifest.json"
+#: ``NAME-SSSSS-of-NNNNN.tfrecord`` (see :func:`shard_name`); the split name may hold "-".
+SHARD_RE = re.compile(r"^(?P<name>.+)-\d{5}-of-\d{5}\.tfrecord$")
 
 
 @dataclasses.dataclass
@@ -203,7 +206,7 @@ def write_split(
     name,
     sources,
     class_names,
-    ignore_label=255,
+    ignore_label=IGNORE_LABEL,
     workers=1,
     overwrite=False,
     progress=True,
@@ -240,7 +243,27 @@ def write_split(
     os.makedirs(out_dir, exist_ok=True)
     num_shards = len(sources)
     names = [shard_name(name, i, num_shards) for i in range(num_shards)]
-    fingerprint = _fingerprint(name, sources, class_names, ignore_label, extra)
+    _start_plan(out_dir, name, _fingerprint(name, sources, class_names, ignore_label, extra),
+                num_shards, overwrite)
+    entries, todo = _finished_shards(out_dir, names)
+    tasks = [(out_dir, names[i], sources[i][0], sources[i][1], num_classes, ignore_label)
+             for i in todo]
+    total = sum(c for c in expected_counts if c is not None) if expected_counts else None
+    bar = tqdm.tqdm(total=total, desc=f"{name}", unit="img", disable=not progress)
+    bar.update(sum(entry["num_examples"] for entry in entries.values()))
+    try:
+        for entry in _run_tasks(tasks, workers):
+            entries[entry["file"]] = entry
+            bar.update(entry["num_examples"])
+    finally:
+        bar.close()
+    manifest = _manifest(name, [entries[n] for n in names], class_names, ignore_label, extra)
+    _write_json(manifest_path(out_dir, name), manifest)
+    return manifest
+
+
+def _start_plan(out_dir, name, fingerprint, num_shards, overwrite):
+    """Record the conversion plan; clear shards of a different earlier plan (or refuse)."""
     plan_path = os.path.join(out_dir, f".{name}.plan.json")
     existing = sorted(glob.glob(os.path.join(out_dir, f"{name}-?????-of-?????.tfrecord")))
     previous = None
@@ -262,8 +285,10 @@ def write_split(
         os.remove(stale)
     _write_json(plan_path, {"fingerprint": fingerprint, "num_shards": num_shards})
 
-    entries = {}
-    todo = []
+
+def _finished_shards(out_dir, names):
+    """({file: entry} of shards already written intact, indices still to write)."""
+    entries, todo = {}, []
     for index, final_name in enumerate(names):
         path = os.path.join(out_dir, final_name)
         if os.path.exists(path):
@@ -277,46 +302,37 @@ def write_split(
                 }
                 continue
         todo.append(index)
+    return entries, todo
 
-    counts = expected_counts or [None] * num_shards
-    total = sum(c for c in counts if c is not None) if expected_counts else None
-    bar = tqdm.tqdm(total=total, desc=f"{name}", unit="img", disable=not progress)
-    bar.update(sum(entries[n]["num_examples"] for n in entries))
-    tasks = [
-        (out_dir, names[i], sources[i][0], sources[i][1], num_classes, ignore_label)
-        for i in todo
-    ]
-    try:
-        if workers == 1 or len(tasks) <= 1:
-            for task in tasks:
-                entry = _write_shard(*task)
-                entries[entry["file"]] = entry
-                bar.update(entry["num_examples"])
-        else:
-            context = multiprocessing.get_context("spawn")
-            with concurrent.futures.ProcessPoolExecutor(
-                max_workers=min(int(workers), len(tasks)), mp_context=context
-            ) as pool:
-                futures = [pool.submit(_write_shard, *task) for task in tasks]
-                try:
-                    for future in concurrent.futures.as_completed(futures):
-                        entry = future.result()
-                        entries[entry["file"]] = entry
-                        bar.update(entry["num_examples"])
-                except BaseException:
-                    for future in futures:
-                        future.cancel()
-                    raise
-    finally:
-        bar.close()
 
-    shards = [entries[n] for n in names]
-    manifest = {
+def _run_tasks(tasks, workers):
+    """Yield the entry of every written shard: in this process, or in spawned workers."""
+    if workers == 1 or len(tasks) <= 1:
+        for task in tasks:
+            yield _write_shard(*task)
+        return
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(
+        max_workers=min(int(workers), len(tasks)), mp_context=context
+    ) as pool:
+        futures = [pool.submit(_write_shard, *task) for task in tasks]
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                yield future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def _manifest(name, shards, class_names, ignore_label, extra):
+    num_shards = len(shards)
+    return {
         "format": "kerasfuse-tfrecord",
         "schema_version": SCHEMA_VERSION,
         "split": name,
         "num_examples": sum(s["num_examples"] for s in shards),
-        "num_classes": num_classes,
+        "num_classes": len(class_names),
         "class_names": list(class_names),
         "ignore_label": int(ignore_label),
         "num_shards": num_shards,
@@ -326,8 +342,6 @@ def write_split(
         "bytes": {s["file"]: s["bytes"] for s in shards},
         "source": extra or {},
     }
-    _write_json(manifest_path(out_dir, name), manifest)
-    return manifest
 
 
 def read_manifest(path_or_dir, split="train"):

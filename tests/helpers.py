@@ -1,4 +1,4 @@
-"""The one shared layer-test helper (STYLE.md convention 7).
+"""The one shared layer-test helper (plus ``run_model_test``, its model-level counterpart).
 
 ``run_layer_test`` checks, for any kerasfuse layer: every ``__init__`` argument appears in
 ``get_config`` and the config round-trips; eager and symbolic output shapes (and
@@ -177,3 +177,72 @@ def finite_difference_gradient(fn, x, eps=1e-3):
         flat[i] = old
         g[i] = (plus - minus) / (2 * eps)
     return grad
+
+
+def model_targets(spec, labels, num_classes):
+    """The dataset targets the loss of registry model ``spec`` reads, from ``labels``."""
+    from pipelines.edges import binary_boundary, semantic_edges
+
+    targets = {"labels": labels}
+    if "edges" in spec.targets:
+        targets["edges"] = np.asarray(semantic_edges(labels, num_classes))
+    if "boundary" in spec.targets:
+        targets["boundary"] = np.asarray(binary_boundary(labels))
+    return targets
+
+
+def run_model_test(name, num_classes=3, size=64, export_dir=None):
+    """Model-level checks of registered model ``name`` (keras-hub's run_task_test and
+    run_model_saving_test in one), on ``resnet_tiny`` with the "tiny" preset:
+
+    * ``build_model`` returns a Segmenter whose fields describe it;
+    * one ``fit`` step with the method loss gives a finite loss;
+    * ``.keras`` save and reload with ``safe_mode=True`` gives the same class, config and
+      outputs;
+    * ``export_model`` (SavedModel only) passes its parity check and the SavedModel carries
+      the class names.
+
+    Returns the reloaded model.
+    """
+    import kerasfuse
+    from kerasfuse.export import export_model
+    from kerasfuse.loading import SavedModelAdapter
+    from kerasfuse.models import Segmenter, get_spec, preset
+    from kerasfuse.training import LossModel
+
+    spec = get_spec(name)
+    names = [f"class_{i}" for i in range(num_classes)]
+    keras.utils.set_random_seed(1)
+    model = kerasfuse.build_model(name, num_classes, backbone="resnet_tiny", class_names=names,
+                                  **preset(name, "tiny"))
+    assert isinstance(model, Segmenter)
+    assert (model.model_name, model.task, model.class_names) == (name, spec.task, names)
+    rng = np.random.RandomState(0)
+    images = rng.uniform(0, 255, (2, size, size, 3)).astype("float32")
+    labels = np.zeros((2, size, size), "int32")
+    labels[:, size // 4: size // 2, size // 8:] = 1
+    labels[1, size // 2:, : size // 2] = num_classes - 1
+    wrapper = LossModel(model, kerasfuse.build_loss(name, num_classes))
+    wrapper.compile(optimizer=keras.optimizers.SGD(0.001), jit_compile=False)
+    history = wrapper.fit(images, model_targets(spec, labels, num_classes), batch_size=2,
+                          epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+    path = os.path.join(tempfile.mkdtemp(), f"{name}.keras")
+    model.save(path)
+    reloaded = keras.saving.load_model(path, safe_mode=True, compile=False)
+    assert type(reloaded) is Segmenter
+    assert reloaded.get_config() == model.get_config()
+    expected, actual = model(images[:1]), reloaded(images[:1])
+    assert sorted(actual) == sorted(expected)
+    for key in expected:
+        np.testing.assert_allclose(np.asarray(actual[key]), np.asarray(expected[key]),
+                                   atol=1e-5, rtol=1e-5)
+
+    if export_dir is not None:
+        result = export_model(reloaded, export_dir, precisions=(), parity_samples=1,
+                              input_size=(size, size), log=None)
+        assert all(row.max_abs_diff <= 1e-4 for row in result.rows)
+        served = SavedModelAdapter(result.saved_model_dir)
+        assert (served.model_name, served.task, served.class_names) == (name, spec.task, names)
+    return reloaded

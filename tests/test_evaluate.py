@@ -1,4 +1,8 @@
-"""evaluate.py end to end on the synthetic TFRecords with a tiny model."""
+"""evaluate.py / predict.py end to end on the synthetic TFRecords with tiny models.
+
+No command gets a flag saying what kind of model it reads: the Segmenter (or the metadata
+of an exported SavedModel) says so.
+"""
 
 import json
 import os
@@ -9,9 +13,8 @@ import keras
 import numpy as np
 import pytest
 
-import evaluate
 import kerasfuse
-import predict
+from kerasfuse.cli import evaluate, predict
 from kerasfuse.metrics import confusion_matrix, mean_iou_from_confusion
 from pipelines import build_synthetic, make_dataset
 
@@ -24,6 +27,8 @@ def workspace(tmp_path_factory):
                     progress=False)
     model = kerasfuse.build_model("fcn", 7, backbone="resnet_tiny")
     model.save(str(root / "fcn.keras"))
+    keras.utils.set_random_seed(3)
+    kerasfuse.build_model("dff", 7, backbone="resnet_tiny").save(str(root / "dff.keras"))
     return root
 
 
@@ -56,14 +61,15 @@ def test_segmentation_end_to_end(workspace, capsys):
     assert "mean_iou" in printed and "background" in printed
 
 
-def test_run_directory_slide_and_edge_task(workspace):
+def test_run_directory_slide_and_edge_model(workspace):
     run_dir = workspace / "run"
     (run_dir / "checkpoints").mkdir(parents=True)
-    shutil.copy(workspace / "fcn.keras", run_dir / "best.keras")
+    shutil.copy(workspace / "dff.keras", run_dir / "best.keras")
+    shutil.copy(workspace / "fcn.keras", run_dir / "final.keras")
     shutil.copy(workspace / "fcn.keras", run_dir / "checkpoints" / "epoch_1.keras")
     code = evaluate.main([str(run_dir), "--data", str(workspace / "data" / "val.manifest.json"),
                           "--mode", "slide", "--crop-size", "16", "--max-images", "1",
-                          "--task", "edge", "--thresholds", "9", "--quiet"])
+                          "--thresholds", "9", "--quiet"])
     assert code == 0
     report = json.loads((run_dir / "evaluation.json").read_text())
     assert report["task"] == "edge" and report["num_images"] == 1
@@ -94,23 +100,26 @@ def test_bad_input_one_line_exit_2(workspace, capsys, argv, message):
     assert len(err) == 1 and err[0].startswith("evaluate.py: error:") and message in err[0]
 
 
-def test_unknown_model_name_needs_task(workspace, capsys):
+def test_a_plain_functional_model_is_rejected_by_name(workspace, capsys):
     inputs = keras.Input((None, None, 3))
     model = keras.Model(inputs, {"logits": keras.layers.Conv2D(7, 1)(inputs)}, name="mystery")
     path = workspace / "mystery.keras"
     model.save(str(path))
     assert evaluate.main([str(path), "--data", data_pattern(workspace), "--quiet"]) == 2
-    assert "--task" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "mystery.keras holds a Functional, not a kerasfuse Segmenter" in err
 
 
 @pytest.mark.slow
 def test_savedmodel_directory(workspace):
+    from kerasfuse.export import write_saved_model
+
     model = keras.saving.load_model(str(workspace / "fcn.keras"))
     export_dir = str(workspace / "saved")
-    model.export(export_dir, verbose=False)
+    write_saved_model(model, export_dir)
     out = workspace / "saved.json"
-    code = evaluate.main([export_dir, "--data", data_pattern(workspace), "--task",
-                          "segmentation", "--output", str(out), "--quiet"])
+    code = evaluate.main([export_dir, "--data", data_pattern(workspace), "--output", str(out),
+                          "--quiet"])
     assert code == 0
     # The same images evaluated from the .keras file (independent of test order).
     keras_out = workspace / "saved_reference.json"
@@ -137,9 +146,8 @@ def test_predict_cli_tfrecords_and_image_files(workspace, tmp_path, capsys):
                                                                    32 + 4 + 32 + 4 + 160, 3)
     image_path = tmp_path / "photo.png"
     cv2.imwrite(str(image_path), np.full((20, 24, 3), 90, "uint8"))
-    assert predict.main([str(workspace / "fcn.keras"), str(tmp_path / "*.png"), "--task",
-                         "edge", "--out", str(tmp_path / "edges"), "--class-names",
-                         *"abcdefg"]) == 0
+    assert predict.main([str(workspace / "dff.keras"), str(tmp_path / "*.png"),
+                         "--out", str(tmp_path / "edges"), "--class-names", *"abcdefg"]) == 0
     assert cv2.imread(str(tmp_path / "edges" / "photo_prediction.png")).shape == (
         7 * 18 + 4, 24 + 4 + 160, 3)
     assert "wrote" in capsys.readouterr().out
@@ -161,10 +169,8 @@ def test_predict_bad_input(workspace, capsys, argv, message):
 
 
 @pytest.mark.slow
-def test_edge_model_task_from_registry(workspace):
-    keras.utils.set_random_seed(3)
+def test_edge_model_says_its_task(workspace):
     path = workspace / "dff.keras"
-    kerasfuse.build_model("dff", 7, backbone="resnet_tiny").save(str(path))
     out = workspace / "dff.json"
     assert evaluate.main([str(path), "--data", data_pattern(workspace), "--max-images", "2",
                           "--edge-tolerance", "0.0035", "--output", str(out), "--quiet"]) == 0

@@ -125,7 +125,7 @@ def test_decouple_segnet_figures(scene, tmp_path):
 
 def test_dff_figures(scene, tmp_path):
     image, _ = scene
-    paths = viz.visualize_model(build("dff"), image, str(tmp_path), task="edge",
+    paths = viz.visualize_model(build("dff"), image, str(tmp_path),
                                 class_names=SYNTHETIC_CLASSES)
     check_image_sized(paths, [f"fusion_weight_{s}" for s in viz.DFF_SIDES]
                       + ["fused_edges", "side5_edges"])

@@ -26,7 +26,7 @@ class AdaptiveAveragePooling2D(keras.layers.Layer):
 
     Output cell (i, j) averages rows [floor(iH/k), ceil((i+1)H/k)) and the matching
     columns, exactly like ``torch.nn.AdaptiveAvgPool2d`` — needed by the PSPNet pyramid
-    pooling and DMNet's filter generator (DESIGN.md §3) when k does not divide H. It is
+    pooling and DMNet's filter generator (docs/design.md §3) when k does not divide H. It is
     written as two small matrix products, so it works with dynamic H, W and converts to
     TFLite.
 

@@ -3,11 +3,7 @@
 import keras
 from keras import ops
 
-
-def check_positive_int(name, value):
-    """Raise ValueError naming ``name`` unless ``value`` is an int >= 1."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+from kerasfuse.checks import check_int
 
 
 def group_softmax(weights, num_sides):
@@ -55,7 +51,7 @@ class AdaptiveWeightFusion(keras.layers.Layer):
 
     def __init__(self, num_sides=4, **kwargs):
         super().__init__(**kwargs)
-        check_positive_int("num_sides", num_sides)
+        check_int("num_sides", num_sides)
         self.num_sides = num_sides
 
     def build(self, responses_shape, weights_shape):

@@ -51,18 +51,21 @@ class ASPP(keras.layers.Layer):
         self.channels = int(channels)
         self.rates = rates
         self.output_stride = output_stride
-        self.convs = [keras.layers.Conv2D(self.channels, 1, use_bias=False, name="b0_conv")]
+        # Sublayers take this layer's dtype policy (mixed precision, as keras-hub does).
+        policy = self.dtype_policy
+        self.convs = [keras.layers.Conv2D(self.channels, 1, use_bias=False, name="b0_conv",
+                                          dtype=policy)]
         for i, rate in enumerate(rates):
             self.convs.append(keras.layers.Conv2D(
                 self.channels, 3, padding="same", dilation_rate=rate, use_bias=False,
-                name=f"b{i + 1}_conv"))
+                name=f"b{i + 1}_conv", dtype=self.dtype_policy))
         self.pool_conv = keras.layers.Conv2D(self.channels, 1, use_bias=False,
-                                             name="pool_conv")
+                                             name="pool_conv", dtype=self.dtype_policy)
         self.project = keras.layers.Conv2D(self.channels, 1, use_bias=False,
-                                           name="project_conv")
-        self.bns = [batch_norm(name=f"b{i}_bn") for i in range(len(self.convs))]
-        self.pool_bn = batch_norm(name="pool_bn")
-        self.project_bn = batch_norm(name="project_bn")
+                                           name="project_conv", dtype=self.dtype_policy)
+        self.bns = [batch_norm(name=f"b{i}_bn", dtype=policy) for i in range(len(self.convs))]
+        self.pool_bn = batch_norm(name="pool_bn", dtype=self.dtype_policy)
+        self.project_bn = batch_norm(name="project_bn", dtype=self.dtype_policy)
 
     def build(self, input_shape):
         out_shape = tuple(input_shape[:3]) + (self.channels,)

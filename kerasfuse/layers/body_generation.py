@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from kerasfuse.blocks import batch_norm
+from kerasfuse.checks import check_int
 from kerasfuse.layers.bilinear_warp import BilinearWarp
 from kerasfuse.ops import resize_like
 
@@ -60,19 +61,19 @@ class BodyGeneration(keras.layers.Layer):
 
     def __init__(self, num_convs=2, flow_units="pixels", align_corners=False, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(num_convs, bool) or not isinstance(num_convs, int) or num_convs < 1:
-            raise ValueError(f"num_convs must be a positive int, got {num_convs!r}")
+        check_int("num_convs", num_convs)
         self.num_convs = num_convs
         self.flow_units = flow_units
         self.align_corners = align_corners
         self.warp = BilinearWarp(flow_units=flow_units, align_corners=align_corners,
-                                 name="warp")
+                                 name="warp", dtype=self.dtype_policy)
         self.down_convs = [
             keras.layers.DepthwiseConv2D(3, strides=2, padding="valid", use_bias=False,
-                                         name=f"down{i + 1}_conv")
+                                         name=f"down{i + 1}_conv", dtype=self.dtype_policy)
             for i in range(num_convs)
         ]
-        self.down_bns = [batch_norm(name=f"down{i + 1}_bn") for i in range(num_convs)]
+        self.down_bns = [batch_norm(name=f"down{i + 1}_bn", dtype=self.dtype_policy)
+                         for i in range(num_convs)]
         self.flow_conv = keras.layers.Conv2D(2, 3, padding="same", use_bias=False,
                                              dtype="float32", name="flow_conv")
 

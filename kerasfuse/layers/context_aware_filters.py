@@ -2,13 +2,8 @@
 
 import keras
 
+from kerasfuse.checks import check_int
 from kerasfuse.layers.adaptive_average_pooling2d import AdaptiveAveragePooling2D
-
-
-def check_positive_int(name, value):
-    """Raise ValueError unless ``value`` is a positive int (bools rejected)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 @keras.saving.register_keras_serializable(package="kerasfuse")
@@ -45,8 +40,8 @@ class ContextAwareFilters(keras.layers.Layer):
     def __init__(self, filter_size, channels=512, **kwargs):
         super().__init__(**kwargs)
         dtype = self.dtype_policy  # sublayers follow this layer's dtype policy
-        check_positive_int("filter_size", filter_size)
-        check_positive_int("channels", channels)
+        check_int("filter_size", filter_size)
+        check_int("channels", channels)
         self.filter_size = filter_size
         self.channels = channels
         self.pool = AdaptiveAveragePooling2D(filter_size, name="pool", dtype=dtype)

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from kerasfuse.blocks import batch_norm
+from kerasfuse.checks import check_int
 from kerasfuse.layers.gated_fully_fusion import level_list, shape_list
 from kerasfuse.ops import resize_like
 
@@ -46,8 +47,7 @@ class DenseFeaturePyramid(keras.layers.Layer):
 
     def __init__(self, channels=256, kernel_size=1, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-            raise ValueError(f"channels must be a positive int, got {channels!r}")
+        check_int("channels", channels)
         if kernel_size not in (1, 3):
             raise ValueError(f"kernel_size must be 1 or 3, got {kernel_size!r}")
         self.channels = channels

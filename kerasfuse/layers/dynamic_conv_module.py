@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from kerasfuse.blocks import batch_norm
-from kerasfuse.layers.context_aware_filters import check_positive_int
+from kerasfuse.checks import check_int
 from kerasfuse.layers.dynamic_depthwise_conv2d import DynamicDepthwiseConv2D
 
 
@@ -51,7 +51,7 @@ class DynamicConvModule(keras.layers.Layer):
     def __init__(self, channels=512, fusion=True, **kwargs):
         super().__init__(**kwargs)
         dtype = self.dtype_policy  # sublayers follow this layer's dtype policy
-        check_positive_int("channels", channels)
+        check_int("channels", channels)
         self.channels = channels
         self.fusion = bool(fusion)
         self.reduce_conv = keras.layers.Conv2D(channels, 1, use_bias=False, name="reduce_conv",

@@ -1,9 +1,10 @@
 """DynamicDepthwiseConv2D: per-sample depthwise convolution with input-dependent kernels."""
 
-import numbers
 
 import keras
 from keras import ops
+
+from kerasfuse.checks import check_int
 
 
 def _static_dim(shape, axis):
@@ -63,13 +64,7 @@ class DynamicDepthwiseConv2D(keras.layers.Layer):
 
     def __init__(self, dilation_rate=1, **kwargs):
         super().__init__(**kwargs)
-        if (
-            isinstance(dilation_rate, bool)
-            or not isinstance(dilation_rate, numbers.Integral)
-            or dilation_rate < 1
-        ):
-            raise ValueError(f"dilation_rate must be a positive int, got {dilation_rate!r}")
-        self.dilation_rate = int(dilation_rate)
+        self.dilation_rate = check_int("dilation_rate", dilation_rate)
 
     def _check_shapes(self, x_shape, kernels_shape):
         if len(x_shape) != 4:

@@ -54,7 +54,8 @@ class EdgePreservation(keras.layers.Layer):
         if x_shape[-1] != body_shape[-1]:
             raise ValueError(f"body has {body_shape[-1]} channels but x has {x_shape[-1]}")
         channels = int(x_shape[-1])
-        self.fusion = keras.layers.Conv2D(channels, 1, use_bias=False, name="fusion")
+        self.fusion = keras.layers.Conv2D(channels, 1, use_bias=False, name="fusion",
+                                          dtype=self.dtype_policy)
         self.fusion.build(tuple(fine_shape[:3]) + (channels + int(fine_shape[-1]),))
 
     def call(self, x, body, fine):

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from kerasfuse.checks import check_int
+
 #: ECRE doubles the resolution of the top decoder output (one deconvolution step).
 UPSCALE = 2
 
@@ -45,15 +47,14 @@ class ExplicitChannelResolutionEmbedding(keras.layers.Layer):
 
     def __init__(self, num_classes, kernel_size=3, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        check_int("num_classes", num_classes)
         if (not isinstance(kernel_size, int) or isinstance(kernel_size, bool)
                 or kernel_size < 1 or kernel_size % 2 == 0):
             raise ValueError(f"kernel_size must be a positive odd int, got {kernel_size!r}")
         self.num_classes = num_classes
         self.kernel_size = kernel_size
-        # Logits stay float32 under mixed precision (STYLE.md rule 3); float64 layers keep
-        # float64 so numerical checks stay exact.
+        # Logits stay float32 under mixed precision (docs/architecture.md, "Models");
+        # float64 layers keep float64 so numerical checks stay exact.
         logits_dtype = "float64" if self.compute_dtype == "float64" else "float32"
         self.classifier = keras.layers.Conv2D(num_classes, 1, dtype=logits_dtype,
                                               name="classifier")

@@ -2,6 +2,8 @@
 
 import keras
 
+from kerasfuse.checks import check_int
+
 
 def _check_odd_kernel(kernel_size):
     if (not isinstance(kernel_size, int) or isinstance(kernel_size, bool) or kernel_size < 1
@@ -42,8 +44,7 @@ class GlobalConvolution(keras.layers.Layer):
 
     def __init__(self, filters, kernel_size=15, use_bias=True, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(filters, int) or isinstance(filters, bool) or filters < 1:
-            raise ValueError(f"filters must be a positive int, got {filters!r}")
+        check_int("filters", filters)
         _check_odd_kernel(kernel_size)
         self.filters = filters
         self.kernel_size = kernel_size

@@ -4,7 +4,8 @@ import keras
 from keras import ops
 
 from kerasfuse.blocks import batch_norm
-from kerasfuse.layers.adaptive_weight_fusion import check_positive_int, group_softmax
+from kerasfuse.checks import check_int
+from kerasfuse.layers.adaptive_weight_fusion import group_softmax
 
 
 @keras.saving.register_keras_serializable(package="kerasfuse")
@@ -40,8 +41,8 @@ class LocationAdaptiveWeightLearner(keras.layers.Layer):
 
     def __init__(self, num_classes, num_sides=4, softmax=False, **kwargs):
         super().__init__(**kwargs)
-        check_positive_int("num_classes", num_classes)
-        check_positive_int("num_sides", num_sides)
+        check_int("num_classes", num_classes)
+        check_int("num_sides", num_sides)
         self.num_classes = num_classes
         self.num_sides = num_sides
         self.softmax = bool(softmax)

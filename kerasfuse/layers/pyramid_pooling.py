@@ -8,10 +8,10 @@ from kerasfuse.layers.adaptive_average_pooling2d import AdaptiveAveragePooling2D
 from kerasfuse.ops import resize_like
 
 
-def _conv_bn_relu_layers(filters, kernel_size, name):
+def _conv_bn_relu_layers(filters, kernel_size, name, dtype):
     conv = keras.layers.Conv2D(filters, kernel_size, padding="same", use_bias=False,
-                               name=f"{name}_conv")
-    return conv, batch_norm(name=f"{name}_bn")
+                               name=f"{name}_conv", dtype=dtype)
+    return conv, batch_norm(name=f"{name}_bn", dtype=dtype)
 
 
 @keras.saving.register_keras_serializable(package="kerasfuse")
@@ -21,7 +21,7 @@ class PyramidPooling(keras.layers.Layer):
     For every bin count b: adaptive average pool to b x b -> 1x1 conv-BN-ReLU to
     ``pool_channels`` -> bilinear upsample back to the input size. The input and all
     branches are concatenated and fused by a ``bottleneck_kernel`` conv-BN-ReLU to
-    ``channels`` (DESIGN.md §3, "PPM").
+    ``channels`` (docs/design.md §3).
 
     Args:
         bins: pooled grid sizes, default (1, 2, 3, 6).
@@ -60,17 +60,19 @@ class PyramidPooling(keras.layers.Layer):
         self.channels = int(channels)
         self.pool_channels = pool_channels
         self.bottleneck_kernel = bottleneck_kernel
-        self.pools = [AdaptiveAveragePooling2D(b, name=f"pool{b}") for b in bins]
+        self.pools = [AdaptiveAveragePooling2D(b, name=f"pool{b}", dtype=self.dtype_policy)
+                      for b in bins]
         self.branch_convs = []
         self.branch_bns = []
         self.bottleneck_conv, self.bottleneck_bn = _conv_bn_relu_layers(
-            self.channels, bottleneck_kernel, "bottleneck")
+            self.channels, bottleneck_kernel, "bottleneck", self.dtype_policy)
 
     def build(self, input_shape):
         in_channels = input_shape[-1]
         pool_channels = self.pool_channels or max(1, in_channels // len(self.bins))
         for b, pool in zip(self.bins, self.pools):
-            conv, bn = _conv_bn_relu_layers(pool_channels, 1, f"branch{b}")
+            conv, bn = _conv_bn_relu_layers(pool_channels, 1, f"branch{b}",
+                                            self.dtype_policy)
             conv.build(pool.compute_output_shape(input_shape))
             bn.build((None, b, b, pool_channels))
             self.branch_convs.append(conv)

@@ -10,7 +10,7 @@ class ResizeLike(keras.layers.Layer):
     """Resize ``x`` to the height and width of ``reference`` (dynamic shapes supported).
 
     The functional-model face of :func:`kerasfuse.ops.resize_like`, the single helper every
-    model uses to bring a feature or logit map to another tensor's size (DESIGN.md §7).
+    model uses to bring a feature or logit map to another tensor's size (docs/design.md §6).
 
     Args:
         method: "bilinear" (half-pixel centres, ``align_corners=False``) or "nearest".

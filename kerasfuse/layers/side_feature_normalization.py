@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from kerasfuse.blocks import batch_norm
+from kerasfuse.checks import check_int
 from kerasfuse.ops import resize_like
 
 
@@ -67,8 +68,7 @@ class SideFeatureNormalization(keras.layers.Layer):
     def __init__(self, filters, upsample_factor, use_batch_norm=True, bilinear_init=True,
                  **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(filters, int) or isinstance(filters, bool) or filters < 1:
-            raise ValueError(f"filters must be a positive int, got {filters!r}")
+        check_int("filters", filters)
         if (not isinstance(upsample_factor, int) or isinstance(upsample_factor, bool)
                 or upsample_factor < 1 or (upsample_factor > 1 and upsample_factor % 2)):
             raise ValueError("upsample_factor must be 1 or a positive even int, got "

@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from kerasfuse.blocks import batch_norm
-from kerasfuse.layers.context_aware_filters import check_positive_int
+from kerasfuse.checks import check_int
 
 
 @keras.saving.register_keras_serializable(package="kerasfuse")
@@ -42,8 +42,8 @@ class StaticConvModule(keras.layers.Layer):
     def __init__(self, filter_size, channels=512, fusion=True, **kwargs):
         super().__init__(**kwargs)
         dtype = self.dtype_policy  # sublayers follow this layer's dtype policy
-        check_positive_int("filter_size", filter_size)
-        check_positive_int("channels", channels)
+        check_int("filter_size", filter_size)
+        check_int("channels", channels)
         self.filter_size = filter_size
         self.channels = channels
         self.fusion = bool(fusion)

@@ -22,7 +22,7 @@ class SyncBatchNormalization(keras.layers.BatchNormalization):
     as ``keras.layers.BatchNormalization``. Inference uses the moving statistics.
 
     Under a tf.distribute strategy with several replicas the moments are all-reduced over
-    the replicas (synchronised BN, DESIGN.md §6) by Keras' ``synchronized=True`` path. With
+    the replicas (synchronised BN, docs/design.md §5) by Keras' ``synchronized=True`` path. With
     one replica there is nothing to synchronise, and a 4-D channels-last training call runs
     TensorFlow's ``FusedBatchNormV3`` kernel (forward and gradient) instead of Keras'
     composite ops: the same values, fewer kernels (see ``bench/primitives.py``). Every other

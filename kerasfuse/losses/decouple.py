@@ -16,6 +16,7 @@ import math
 
 from keras import ops
 
+from kerasfuse.checks import AUX_LOSS_WEIGHT, check_int
 from kerasfuse.losses.segmentation import (
     IGNORE_LABEL,
     cross_entropy,
@@ -54,7 +55,7 @@ def boundary_from_labels(labels, radius=BOUNDARY_RADIUS, ignore_label=IGNORE_LAB
 
     ``b(p) = 1`` iff ``p`` is valid and some valid pixel ``q`` with
     ``|q - p|_2 <= radius`` has a different label — the OR over classes of "distance to
-    the class boundary <= radius" (DESIGN.md §3). Ignore pixels neither create boundaries
+    the class boundary <= radius" (docs/design.md §3). Ignore pixels neither create boundaries
     nor carry them; the image border is not a boundary.
 
     Args:
@@ -232,10 +233,9 @@ class DecoupleLoss:
     def __init__(self, num_classes, body_weight=1.0, edge_weight=1.0, final_weight=1.0,
                  bce_weight=BCE_WEIGHT, edge_ce_weight=1.0, edge_threshold=EDGE_THRESHOLD,
                  edge_top_fraction=EDGE_TOP_FRACTION, bce_balance="batch", relax_radius=1,
-                 ohem=False, ohem_thresh=0.7, ohem_min_kept=10000, aux_weight=0.4,
+                 ohem=False, ohem_thresh=0.7, ohem_min_kept=10000, aux_weight=AUX_LOSS_WEIGHT,
                  boundary_radius=BOUNDARY_RADIUS, ignore_label=IGNORE_LABEL):
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        check_int("num_classes", num_classes)
         if not 0.0 < float(edge_threshold) < 1.0:
             raise ValueError(f"edge_threshold must be in (0, 1), got {edge_threshold!r}")
         if not 0.0 < float(edge_top_fraction) <= 1.0:

@@ -2,6 +2,7 @@
 
 from keras import ops
 
+from kerasfuse.checks import check_int
 from kerasfuse.losses.segmentation import IGNORE_LABEL
 
 
@@ -94,8 +95,7 @@ class ReweightedEdgeLoss:
 
     def __init__(self, num_classes, side5_weight=1.0, fuse_weight=1.0,
                  ignore_label=IGNORE_LABEL):
-        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        check_int("num_classes", num_classes)
         for name, value in (("side5_weight", side5_weight), ("fuse_weight", fuse_weight)):
             if not float(value) >= 0.0:
                 raise ValueError(f"{name} must be >= 0, got {value!r}")

@@ -3,7 +3,7 @@
 
 from keras import ops
 
-IGNORE_LABEL = 255
+from kerasfuse.checks import AUX_LOSS_WEIGHT, IGNORE_LABEL
 
 
 def pixel_cross_entropy(labels, logits, ignore_label=IGNORE_LABEL):
@@ -99,7 +99,7 @@ class SegmentationLoss:
 
     def _weights(self, outputs):
         if self.aux_weights is None:
-            return {"aux_logits": 0.4} if "aux_logits" in outputs else {}
+            return {"aux_logits": AUX_LOSS_WEIGHT} if "aux_logits" in outputs else {}
         missing = [k for k in self.aux_weights if k not in outputs]
         if missing:
             raise ValueError(f"aux_weights name outputs {missing} the model does not have; "

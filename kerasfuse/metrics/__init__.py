@@ -15,6 +15,7 @@ from kerasfuse.metrics.confusion import (
     confusion_matrix,
     iou_from_confusion,
     mean_iou_from_confusion,
+    segmentation_scores,
 )
 from kerasfuse.metrics.edge import DEFAULT_EDGE_TOLERANCE, SemanticEdgeF
 
@@ -28,5 +29,6 @@ __all__ = [
     "iou_from_confusion",
     "mask_boundary",
     "mean_iou_from_confusion",
+    "segmentation_scores",
     "within_tolerance",
 ]

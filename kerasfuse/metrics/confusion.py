@@ -21,12 +21,14 @@ import keras
 import numpy as np
 from keras import ops
 
+from kerasfuse.checks import IGNORE_LABEL, check_int
+
 
 def _select(value, key):
     return value[key] if isinstance(value, dict) else value
 
 
-def confusion_matrix(labels, predictions, num_classes, ignore_label=255):
+def confusion_matrix(labels, predictions, num_classes, ignore_label=IGNORE_LABEL):
     """NumPy confusion matrix ``cm[true, pred]`` (int64 ``[K, K]``) of two label maps.
 
     Pixels whose label equals ``ignore_label`` or lies outside ``[0, num_classes)`` are
@@ -65,13 +67,25 @@ def mean_iou_from_confusion(cm):
     return float(iou[defined].mean()) if defined.any() else 0.0
 
 
+def segmentation_scores(cm):
+    """The segmentation summary of a confusion matrix, used by training and evaluation.
+
+    Returns:
+        dict with ``mean_iou`` (float), ``pixel_accuracy`` (float) and ``iou`` (per-class
+        float64 array, ``NaN`` for classes absent from labels and predictions).
+    """
+    cm = np.asarray(cm)
+    return {"mean_iou": mean_iou_from_confusion(cm),
+            "pixel_accuracy": float(np.trace(cm) / max(cm.sum(), 1)),
+            "iou": iou_from_confusion(cm)}
+
+
 class _ConfusionMatrixMetric(keras.metrics.Metric):
     """Base class: accumulates a ``[K, K]`` int64 confusion matrix ``cm[true, pred]``."""
 
-    def __init__(self, num_classes, ignore_label=255, output_key="logits", label_key="labels",
-                 name=None, dtype=None):
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    def __init__(self, num_classes, ignore_label=IGNORE_LABEL, output_key="logits",
+                 label_key="labels", name=None, dtype=None):
+        check_int("num_classes", num_classes)
         super().__init__(name=name, dtype=dtype)
         self.num_classes = num_classes
         self.ignore_label = ignore_label
@@ -146,8 +160,8 @@ class MeanIoU(_ConfusionMatrixMetric):
         >>> float(m.result()), m.per_class_iou()
     """
 
-    def __init__(self, num_classes, ignore_label=255, output_key="logits", label_key="labels",
-                 name="mean_iou", dtype=None):
+    def __init__(self, num_classes, ignore_label=IGNORE_LABEL, output_key="logits",
+                 label_key="labels", name="mean_iou", dtype=None):
         super().__init__(num_classes, ignore_label, output_key, label_key, name=name,
                          dtype=dtype)
 
@@ -173,8 +187,8 @@ class PixelAccuracy(_ConfusionMatrixMetric):
     result is 0 before any pixel has been counted.
     """
 
-    def __init__(self, num_classes, ignore_label=255, output_key="logits", label_key="labels",
-                 name="pixel_accuracy", dtype=None):
+    def __init__(self, num_classes, ignore_label=IGNORE_LABEL, output_key="logits",
+                 label_key="labels", name="pixel_accuracy", dtype=None):
         super().__init__(num_classes, ignore_label, output_key, label_key, name=name,
                          dtype=dtype)
 

@@ -1,6 +1,16 @@
 """Model builders: ``build_model(name, num_classes, backbone=..., **options)``."""
 
 from kerasfuse.models.base import intermediates
-from kerasfuse.models.registry import MODELS, ModelSpec, build_loss, build_model, get_spec
+from kerasfuse.models.registry import (
+    MODELS,
+    ModelSpec,
+    build_loss,
+    build_model,
+    build_network,
+    get_spec,
+    preset,
+)
+from kerasfuse.models.segmenter import Segmenter
 
-__all__ = ["MODELS", "ModelSpec", "build_loss", "build_model", "get_spec", "intermediates"]
+__all__ = ["MODELS", "ModelSpec", "Segmenter", "build_loss", "build_model", "build_network",
+           "get_spec", "intermediates", "preset"]

@@ -11,21 +11,6 @@ from kerasfuse.backbones import build_backbone
 from kerasfuse.blocks import classifier, conv_bn_relu
 from kerasfuse.layers.resize_like import ResizeLike
 
-#: Loss weight of the FCN auxiliary head on res4 ("stage 3") used by PSPNet, GFF, DMNet.
-AUX_LOSS_WEIGHT = 0.4
-
-
-def check_num_classes(num_classes):
-    """Raise ValueError unless ``num_classes`` is an int >= 1."""
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-
-
-def check_positive(name, value):
-    """Raise ValueError unless ``value`` is a positive int."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
 
 def backbone_features(backbone="resnet50", input_shape=(None, None, 3), output_stride=8,
                       weights=None, **backbone_options):

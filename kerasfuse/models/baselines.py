@@ -2,20 +2,19 @@
 
 Each baseline is split into a *context* function (backbone features -> the stride-8
 feature F after its context module) and the head that classifies it, so DecoupleSegNet can
-insert its body/edge decoupling after any of the three context modules (DESIGN.md §3).
+insert its body/edge decoupling after any of the three context modules (docs/design.md §3).
 """
 
 import keras
 
 from kerasfuse.blocks import classifier, conv_bn_relu
+from kerasfuse.checks import check_int
 from kerasfuse.layers.aspp import ASPP
 from kerasfuse.layers.pyramid_pooling import PyramidPooling
 from kerasfuse.layers.resize_like import ResizeLike
 from kerasfuse.models.base import (
     assemble,
     backbone_features,
-    check_num_classes,
-    check_positive,
     fcn_head,
 )
 
@@ -72,8 +71,8 @@ def build_fcn(num_classes, backbone="resnet50", input_shape=(None, None, 3), wei
 
     Outputs: ``logits`` and, with ``aux_head``, ``aux_logits`` (loss weight 0.4).
     """
-    check_num_classes(num_classes)
-    check_positive("head_channels", head_channels)
+    check_int("num_classes", num_classes)
+    check_int("head_channels", head_channels)
     image, features = backbone_features(backbone, input_shape, output_stride, weights,
                                         **backbone_options)
     x = fcn_context(features, head_channels)
@@ -87,8 +86,8 @@ def build_pspnet(num_classes, backbone="resnet50", input_shape=(None, None, 3), 
                  output_stride=8, head_channels=512, aux_head=True, dropout=0.1,
                  **backbone_options):
     """PSPNet: pyramid pooling module + classifier, with the res4 auxiliary head."""
-    check_num_classes(num_classes)
-    check_positive("head_channels", head_channels)
+    check_int("num_classes", num_classes)
+    check_int("head_channels", head_channels)
     image, features = backbone_features(backbone, input_shape, output_stride, weights,
                                         **backbone_options)
     x = pspnet_context(features, head_channels)
@@ -101,8 +100,8 @@ def build_deeplabv3plus(num_classes, backbone="resnet50", input_shape=(None, Non
                         weights=None, output_stride=8, head_channels=256, aux_head=False,
                         dropout=0.1, **backbone_options):
     """DeepLabv3+: ASPP on res5, decoder with the stride-4 res2 feature, classifier."""
-    check_num_classes(num_classes)
-    check_positive("head_channels", head_channels)
+    check_int("num_classes", num_classes)
+    check_int("head_channels", head_channels)
     image, features = backbone_features(backbone, input_shape, output_stride, weights,
                                         **backbone_options)
     x = aspp_context(features, head_channels, output_stride)

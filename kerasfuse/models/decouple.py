@@ -3,14 +3,13 @@
 import keras
 
 from kerasfuse.blocks import classifier, conv_bn_relu
+from kerasfuse.checks import check_int
 from kerasfuse.layers.body_generation import BodyGeneration
 from kerasfuse.layers.edge_preservation import EdgePreservation
 from kerasfuse.layers.resize_like import ResizeLike
 from kerasfuse.models.base import (
     assemble,
     backbone_features,
-    check_num_classes,
-    check_positive,
     fcn_head,
 )
 from kerasfuse.models.baselines import CONTEXT_MODULES, LOW_LEVEL_CHANNELS
@@ -75,21 +74,24 @@ def build_decouple_segnet(num_classes, context="deeplabv3plus", backbone="resnet
         num_downsample_convs: stride-2 depthwise convs in body generation (2).
         flow_units: "pixels" (paper) or "normalized" (reference code grid units).
         align_corners: grid_sample convention for ``flow_units="normalized"``.
-        aux_head: add the FCN auxiliary head on res4 (``aux_logits``, loss weight 0.4).
+        aux_head: add the FCN auxiliary head on res4 (``aux_logits``, loss weight
+            ``AUX_LOSS_WEIGHT`` = 0.4).
         dropout: dropout before the final 1x1 classifier (0: the reference code has none).
         **backbone_options: passed to ``build_backbone`` (e.g. ``depths``).
 
     Returns:
         A functional ``keras.Model`` named ``decouple_<context>`` with dict outputs.
+
+    Long only because every ablation switch is documented here; the graph is ~40 lines.
     """
-    check_num_classes(num_classes)
+    check_int("num_classes", num_classes)
     if context not in CONTEXT_MODULES:
         raise ValueError(f"context must be one of {sorted(CONTEXT_MODULES)}, got {context!r}")
     for name, value in (("head_channels", head_channels),
                         ("context_channels", context_channels),
                         ("fine_channels", fine_channels),
                         ("edge_channels", edge_channels)):
-        check_positive(name, value)
+        check_int(name, value)
     if not 0.0 <= float(dropout) < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
     body_generation = BodyGeneration(num_convs=num_downsample_convs, flow_units=flow_units,

@@ -10,12 +10,12 @@ fusion weights from the image with a weight learner on a Side5-w branch (Eqn. (6
 import keras
 
 from kerasfuse.backbones import build_backbone
+from kerasfuse.checks import check_int
 from kerasfuse.layers.adaptive_weight_fusion import AdaptiveWeightFusion
 from kerasfuse.layers.location_adaptive_weight_learner import LocationAdaptiveWeightLearner
 from kerasfuse.layers.location_invariant_weight_learner import LocationInvariantWeightLearner
 from kerasfuse.layers.shared_concatenation import SharedConcatenation
 from kerasfuse.layers.side_feature_normalization import SideFeatureNormalization
-from kerasfuse.models.base import check_num_classes
 
 #: Backbone features feeding Side1, Side2, Side3 and Side5 (res4 is unused).
 SIDE_FEATURES = {"side1": "stem", "side2": "res2", "side3": "res3", "side5": "res5"}
@@ -114,7 +114,7 @@ def build_dff(num_classes, backbone="resnet50", input_shape=(None, None, 3), wei
         ``shared_concat`` (4K), ``fusion_weights`` (learner output, [B, H, W, 4K] or
         [B, 1, 1, 4K]) and ``fuse``.
     """
-    check_num_classes(num_classes)
+    check_int("num_classes", num_classes)
     if weight_learner not in WEIGHT_LEARNERS:
         raise ValueError(f"weight_learner must be one of {sorted(WEIGHT_LEARNERS)}, got "
                          f"{weight_learner!r}")
@@ -152,7 +152,7 @@ def build_casenet(num_classes, backbone="resnet50", input_shape=(None, None, 3),
         Intermediate layers: ``side1``, ``side2``, ``side3``, ``side5``, ``shared_concat``,
         ``fuse`` (the grouped convolution, its kernel holds the fixed fusion weights).
     """
-    check_num_classes(num_classes)
+    check_int("num_classes", num_classes)
     image, features, strides = _edge_backbone(backbone, input_shape, output_stride, weights,
                                               stem_stride, backbone_options)
     sides, concat = _side_blocks(image, features, strides, num_classes, side_batch_norm,

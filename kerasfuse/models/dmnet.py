@@ -8,14 +8,13 @@ on res4 (deep supervision, loss weight 0.4). Only the module class differs.
 import keras
 
 from kerasfuse.blocks import classifier, conv_bn_relu
+from kerasfuse.checks import check_int
 from kerasfuse.layers.context_aware_filters import ContextAwareFilters
 from kerasfuse.layers.dynamic_conv_module import DynamicConvModule
 from kerasfuse.layers.static_conv_module import StaticConvModule
 from kerasfuse.models.base import (
     assemble,
     backbone_features,
-    check_num_classes,
-    check_positive,
     fcn_head,
 )
 
@@ -37,10 +36,10 @@ def _check_filter_sizes(filter_sizes):
 def _build(module_fn, name, num_classes, backbone, input_shape, weights, output_stride,
            head_channels, filter_sizes, dcm_channels, aux_head, aux_channels, dropout,
            backbone_options):
-    check_num_classes(num_classes)
-    check_positive("head_channels", head_channels)
-    check_positive("dcm_channels", dcm_channels)
-    check_positive("aux_channels", aux_channels)
+    check_int("num_classes", num_classes)
+    check_int("head_channels", head_channels)
+    check_int("dcm_channels", dcm_channels)
+    check_int("aux_channels", aux_channels)
     sizes = _check_filter_sizes(filter_sizes)
     image, features = backbone_features(backbone, input_shape, output_stride, weights,
                                         **backbone_options)
@@ -61,7 +60,7 @@ def build_dmnet(num_classes, backbone="resnet50", input_shape=(None, None, 3), w
                 dropout=0.1, **backbone_options):
     """DMNet: Dynamic Convolutional Modules on the last backbone stage.
 
-    Head (DESIGN.md §3): concat [res5, DCM_1(res5), ..., DCM_n(res5)] -> 3x3 conv-BN-ReLU
+    Head (docs/design.md §3): concat [res5, DCM_1(res5), ..., DCM_n(res5)] -> 3x3 conv-BN-ReLU
     to ``head_channels`` -> dropout -> 1x1 classifier; FCN aux head on res4.
 
     Args:

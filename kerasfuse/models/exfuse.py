@@ -17,6 +17,7 @@ Layer rearrangement is a backbone change: pass ``depths=(8, 8, 9, 8)``.
 
 import keras
 
+from kerasfuse.checks import check_int
 from kerasfuse.layers.boundary_refinement import BoundaryRefinement
 from kerasfuse.layers.densely_adjacent_prediction import BORDERS, DenselyAdjacentPrediction
 from kerasfuse.layers.explicit_channel_resolution_embedding import (
@@ -28,8 +29,6 @@ from kerasfuse.layers.semantic_embedding_branch import SemanticEmbeddingBranch
 from kerasfuse.models.base import (
     assemble,
     backbone_features,
-    check_num_classes,
-    check_positive,
     fcn_head,
 )
 
@@ -85,53 +84,34 @@ def _check_bool(name, value):
         raise ValueError(f"{name} must be True or False, got {value!r}")
 
 
-def _build(name, num_classes, backbone, input_shape, weights, output_stride, head_channels,
-           gcn_kernel_size, seb, ecre, dap, semantic_supervision, dap_kernel_size,
-           dap_border, ss_channels, backbone_options):
-    check_num_classes(num_classes)
+def _check_options(num_classes, head_channels, gcn_kernel_size, seb, ecre, dap,
+                   semantic_supervision, dap_kernel_size, dap_border, ss_channels):
+    """Validate the shared ExFuse / GCN options; returns the decoder width."""
+    check_int("num_classes", num_classes)
     for flag, value in (("seb", seb), ("ecre", ecre), ("dap", dap),
                         ("semantic_supervision", semantic_supervision)):
         _check_bool(flag, value)
     channels = num_classes if head_channels is None else head_channels
-    check_positive("head_channels", channels)
-    check_positive("ss_channels", ss_channels)
-    if (not isinstance(gcn_kernel_size, int) or gcn_kernel_size < 1
-            or gcn_kernel_size % 2 == 0):
-        raise ValueError(f"gcn_kernel_size must be a positive odd int, got "
-                         f"{gcn_kernel_size!r}")
-    if (not isinstance(dap_kernel_size, int) or dap_kernel_size < 1
-            or dap_kernel_size % 2 == 0):
-        raise ValueError(f"dap_kernel_size must be a positive odd int, got "
-                         f"{dap_kernel_size!r}")
+    check_int("head_channels", channels)
+    check_int("ss_channels", ss_channels)
+    for key, size in (("gcn_kernel_size", gcn_kernel_size),
+                      ("dap_kernel_size", dap_kernel_size)):
+        if not isinstance(size, int) or size < 1 or size % 2 == 0:
+            raise ValueError(f"{key} must be a positive odd int, got {size!r}")
     if dap_border not in BORDERS:
         raise ValueError(f"dap_border must be one of {BORDERS}, got {dap_border!r}")
-    factors, final_steps = _upsampling_factors(output_stride,
-                                               backbone_options.get("stem_stride", 2))
+    return channels
 
-    image, features = backbone_features(backbone, input_shape, output_stride, weights,
-                                        **backbone_options)
-    outputs = {}
 
-    inputs = dict(features)
-    if seb:
-        for i, stage in enumerate(STAGES[:-1]):
-            higher = [features[h] for h in STAGES[i + 1:]]
-            inputs[stage] = SemanticEmbeddingBranch(name=f"seb_{stage}")(features[stage],
-                                                                         *higher)
-
-    scores = {}
-    for stage in STAGES:
-        x = GlobalConvolution(channels, gcn_kernel_size, name=f"gcn_{stage}")(inputs[stage])
-        scores[stage] = BoundaryRefinement(name=f"br_{stage}")(x)
-
-    x = scores["res5"]
-    ecre_pending = ecre
+def _top_down(scores, factors, channels, num_classes, ecre):
+    """The GCN decoder's top-down path from res5 to res2 (ECRE replaces the first x2
+    deconvolution when enabled); returns (feature, {"ecre_logits": ...} or {})."""
+    x, extra = scores["res5"], {}
     for stage in ("res4", "res3", "res2"):
         if factors[stage] == 2:
-            if ecre_pending:
-                x, outputs["ecre_logits"] = ExplicitChannelResolutionEmbedding(
+            if ecre and not extra:
+                x, extra["ecre_logits"] = ExplicitChannelResolutionEmbedding(
                     num_classes, name="ecre")(x)
-                ecre_pending = False
             else:
                 x = _deconv(x, channels, name=f"deconv_{stage}")
             # Identity for image sizes divisible by the output stride; otherwise the x2 map
@@ -139,19 +119,39 @@ def _build(name, num_classes, backbone, input_shape, weights, output_stride, hea
             x = ResizeLike(name=f"align_{stage}")([x, scores[stage]])
         x = keras.layers.Add(name=f"fuse_{stage}")([scores[stage], x])
         x = BoundaryRefinement(name=f"br_fuse_{stage}")(x)
+    return x, extra
 
+
+def _build(name, num_classes, backbone, input_shape, weights, output_stride, head_channels,
+           gcn_kernel_size, seb, ecre, dap, semantic_supervision, dap_kernel_size,
+           dap_border, ss_channels, backbone_options):
+    channels = _check_options(num_classes, head_channels, gcn_kernel_size, seb, ecre, dap,
+                              semantic_supervision, dap_kernel_size, dap_border, ss_channels)
+    factors, final_steps = _upsampling_factors(output_stride,
+                                               backbone_options.get("stem_stride", 2))
+    image, features = backbone_features(backbone, input_shape, output_stride, weights,
+                                        **backbone_options)
+    inputs = dict(features)
+    if seb:
+        for i, stage in enumerate(STAGES[:-1]):
+            higher = [features[h] for h in STAGES[i + 1:]]
+            inputs[stage] = SemanticEmbeddingBranch(name=f"seb_{stage}")(features[stage],
+                                                                         *higher)
+    scores = {}
+    for stage in STAGES:
+        x = GlobalConvolution(channels, gcn_kernel_size, name=f"gcn_{stage}")(inputs[stage])
+        scores[stage] = BoundaryRefinement(name=f"br_{stage}")(x)
+    x, extra = _top_down(scores, factors, channels, num_classes, ecre)
     for step in range(1, final_steps + 1):
         x = _deconv(x, channels, name=f"deconv_out{step}")
         x = BoundaryRefinement(name=f"br_out{step}")(x)
-
     groups = dap_kernel_size * dap_kernel_size if dap else 1
     logits = keras.layers.Conv2D(groups * num_classes, 1, dtype="float32",
                                  name="classifier")(x)
     if dap:
         logits = DenselyAdjacentPrediction(dap_kernel_size, border=dap_border,
                                            dtype="float32", name="dap")(logits)
-    outputs = {"logits": logits, **outputs}
-
+    outputs = {"logits": logits, **extra}
     if semantic_supervision:
         for stage in STAGES:
             outputs[f"ss_logits_{stage}"] = fcn_head(features[stage], num_classes,

@@ -12,6 +12,7 @@ res4 (0.4).
 import keras
 
 from kerasfuse.blocks import classifier, conv_bn_relu
+from kerasfuse.checks import check_int
 from kerasfuse.layers.addition_fusion import AdditionFusion
 from kerasfuse.layers.concat_fusion import ConcatFusion
 from kerasfuse.layers.dense_feature_pyramid import DenseFeaturePyramid
@@ -22,8 +23,6 @@ from kerasfuse.layers.resize_like import ResizeLike
 from kerasfuse.models.base import (
     assemble,
     backbone_features,
-    check_num_classes,
-    check_positive,
     fcn_head,
 )
 from kerasfuse.models.baselines import pspnet_context
@@ -100,12 +99,14 @@ def build_gffnet(num_classes, backbone="resnet50", input_shape=(None, None, 3), 
     Reference:
         Li et al., "Gated Fully Fusion for Semantic Segmentation", AAAI 2020, Fig. 3,
         eqs. (2)-(6).
+
+    Long only because every ablation switch is documented here; the graph is ~40 lines.
     """
-    check_num_classes(num_classes)
+    check_int("num_classes", num_classes)
     for name, value in (("head_channels", head_channels),
                         ("fusion_channels", fusion_channels),
                         ("aux_channels", aux_channels)):
-        check_positive(name, value)
+        check_int(name, value)
     _check_options(fusion, fusion_channels, gate_channels, sequential, dfp_kernel_size)
     image, features = backbone_features(backbone, input_shape, output_stride, weights,
                                         **backbone_options)

@@ -6,18 +6,12 @@ import pytest
 
 import kerasfuse
 from kerasfuse import export
+from kerasfuse.models import preset
 
 NUM_CLASSES = 3
 SIZE = (64, 64)
-# One tiny config per method (resnet_tiny, narrow heads), as in tests/models/.
-METHODS = {
-    "dmnet": {"head_channels": 8, "dcm_channels": 8, "aux_channels": 8},
-    "gffnet": {"head_channels": 8, "fusion_channels": 8, "aux_channels": 8},
-    "decouple_pspnet": {"head_channels": 8, "context_channels": 8, "fine_channels": 8,
-                        "edge_channels": 8},
-    "dff": {},
-    "exfuse": {"head_channels": 8, "gcn_kernel_size": 5, "ss_channels": 8},
-}
+# One model per method, each with its registry "tiny" preset on resnet_tiny.
+METHODS = ("decouple_pspnet", "dff", "dmnet", "exfuse", "gffnet")
 
 
 def build_tiny(name):
@@ -30,7 +24,8 @@ def build_tiny(name):
     the architecture and every other weight are unchanged.
     """
     keras.utils.set_random_seed(7)
-    model = kerasfuse.build_model(name, NUM_CLASSES, backbone="resnet_tiny", **METHODS[name])
+    model = kerasfuse.build_model(name, NUM_CLASSES, backbone="resnet_tiny",
+                                  **preset(name, "tiny"))
     if name == "exfuse":
         from pipelines.synthetic import render_scene
 
@@ -79,7 +74,7 @@ def method_export(request, tfrecords, tmp_path_factory):
     model = build_tiny(name)
     out = tmp_path_factory.mktemp(f"export_{name}")
     result = export.export_model(
-        model, str(out), name, model_name=name, input_size=SIZE,
+        model, str(out), name, input_size=SIZE,
         precisions=export.PRECISIONS, representative=tfrecords, num_samples=4,
         parity_samples=2, log=None)
     return name, model, result

@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 import yaml
 
-import export_tflite
 from kerasfuse import export
+from kerasfuse.cli import export as export_tflite
 from tests.export.conftest import SIZE, build_tiny
 
 
@@ -27,7 +27,6 @@ def keras_file(tmp_path_factory):
      "int8 needs representative data"),
     (["{keras}", "--representative", "nowhere/*.tfrecord"], "matches no file"),
     (["{keras}", "--version", "0"], "version must be an integer >= 1, got 0"),
-    (["{keras}", "--model", "segformer"], "unknown model 'segformer'"),
     (["{keras}", "colour=red"], "bad override 'colour=red'"),
     (["{keras}", "--input-size", "64", "0"], "input_size must be two positive integers"),
 ])
@@ -62,39 +61,31 @@ def test_config_and_overrides_precedence(tmp_path):
         ["m.keras", "--representative", "x"])) == export.PRECISIONS
 
 
-def test_load_source_run_directory(keras_file, tmp_path):
+def test_run_directory_prefers_best_then_final(keras_file, tmp_path):
+    from kerasfuse.loading import find_keras_file
+
     run = tmp_path / "run"
     run.mkdir()
-    with pytest.raises(ValueError, match="neither best.keras nor final.keras"):
-        export.load_source(str(run))
-    (run / "config.yaml").write_text(yaml.safe_dump({"model": {"name": "dmnet"}}))
+    with pytest.raises(ValueError, match="no .keras model in directory"):
+        find_keras_file(str(run))
     os.symlink(keras_file, run / "final.keras")
-    model, name, source = export.load_source(str(run))
-    assert name == "dmnet" and source.endswith("final.keras")
-    assert export.infer_task(model, name) == "segmentation"
-    with pytest.raises(ValueError, match="must be a .keras file or a run directory"):
-        export.load_source(str(tmp_path / "config.txt"))
+    assert find_keras_file(str(run)).endswith("final.keras")
+    os.symlink(keras_file, run / "best.keras")
+    assert find_keras_file(str(run)).endswith("best.keras")
+    with pytest.raises(ValueError, match="must be a kerasfuse Segmenter, a .keras file or a "
+                                         "run directory"):
+        export.export_model(str(tmp_path / "config.txt"), str(tmp_path), log=None)
 
 
-def test_infer_task_from_outputs():
+def test_a_plain_functional_model_is_rejected(tmp_path):
     inputs = keras.Input((8, 8, 3))
-    edge = keras.Model(inputs, {"logits": inputs, "side5_logits": inputs})
-    seg = keras.Model(inputs, {"logits": inputs})
-    assert export.infer_task(edge) == "edge"
-    assert export.infer_task(seg) == "segmentation"
-    assert export.infer_task(seg, "dff") == "edge"
-
-
-def test_model_without_logits_rejected(tmp_path):
-    inputs = keras.Input((8, 8, 3))
-    model = keras.Model(inputs, {"scores": inputs})
-    with pytest.raises(ValueError, match="'logits' output"):
+    model = keras.Model(inputs, {"logits": inputs})
+    with pytest.raises(ValueError, match="must be a kerasfuse Segmenter"):
         export.export_model(model, str(tmp_path), "bad", input_size=(8, 8), log=None)
 
 
 def test_tflite_needs_fixed_size(tmp_path):
-    inputs = keras.Input((None, None, 3))
-    model = keras.Model(inputs, {"logits": keras.layers.Conv2D(2, 1)(inputs)})
+    model = build_tiny("dmnet")
     with pytest.raises(ValueError, match="--input-size H W"):
         export.export_model(model, str(tmp_path), "dyn", log=None)
 
@@ -124,7 +115,6 @@ def test_format_table_columns():
 def test_cli_exports_run_directory(keras_file, tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.yaml").write_text(yaml.safe_dump({"model": {"name": "dmnet"}}))
     os.symlink(keras_file, run / "best.keras")
     out = tmp_path / "exported"
     code = export_tflite.main([str(run), "--out", str(out), "--input-size", "64", "64",
@@ -132,7 +122,7 @@ def test_cli_exports_run_directory(keras_file, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert code == 0
     assert (out / "dmnet" / "1" / "saved_model.pb").is_file()
-    assert (out / "dmnet_float32.tflite").is_file()
+    assert export.read_metadata(str(out / "dmnet_float32.tflite"))["model_name"] == "dmnet"
     assert "tflite:float32" in printed and "saved_model:tf_example" in printed
     report = yaml.safe_load((out / "dmnet_report.json").read_text())
     assert [r["format"] for r in report["rows"]][-1] == "tflite:float32"

@@ -16,6 +16,7 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
 from kerasfuse import export
+from kerasfuse.loading import read_metadata
 from tests.export.conftest import SIZE, build_tiny, keras_reference
 
 pytestmark = pytest.mark.slow
@@ -43,9 +44,14 @@ def test_layout_and_signature_specs(method_export):
     assert result.saved_model_dir.endswith(os.path.join(name, "1"))
     assert os.path.isfile(os.path.join(result.saved_model_dir, "saved_model.pb"))
     loaded = tf.saved_model.load(result.saved_model_dir)
-    assert set(loaded.signatures) == {"serving_default", *export.SIGNATURES}
+    assert set(loaded.signatures) == {"serving_default", "metadata", *export.SIGNATURES}
+    description = read_metadata(loaded)
+    assert description["model_name"] == name and description["task"] == _task(name)
+    assert description["class_names"] == ["0", "1", "2"]
+    tflite_description = export.read_metadata(result.tflite_files["int8"])
+    assert tflite_description == description
     specs = {key: loaded.signatures[key].structured_input_signature[1]
-             for key in loaded.signatures}
+             for key in loaded.signatures if key != "metadata"}
     assert specs["image_tensor"]["images"].dtype == tf.uint8
     assert specs["image_tensor"]["images"].shape.as_list() == [None, None, None, 3]
     assert specs["image_bytes"]["image_bytes"].dtype == tf.string
@@ -129,7 +135,7 @@ def test_tflite_precisions(method_export, test_images):
 
 def test_native_size_policy(tmp_path, test_images):
     model = build_tiny("dmnet")
-    result = export.export_model(model, str(tmp_path), "native", model_name="dmnet",
+    result = export.export_model(model, str(tmp_path), "native",
                                  precisions=(), parity_samples=1, log=None)
     sigs = tf.saved_model.load(result.saved_model_dir).signatures
     image = np.ascontiguousarray(test_images[0, :48, :40])
@@ -144,8 +150,8 @@ def test_native_size_policy(tmp_path, test_images):
 
 def test_bad_inputs_are_rejected(tmp_path, test_images):
     model = build_tiny("dmnet")
-    result = export.export_model(model, str(tmp_path), "dmnet", model_name="dmnet",
-                                 input_size=SIZE, precisions=(), parity_samples=1, log=None)
+    result = export.export_model(model, str(tmp_path), "dmnet", input_size=SIZE,
+                                 precisions=(), parity_samples=1, log=None)
     sigs = tf.saved_model.load(result.saved_model_dir).signatures
     with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a uint8"):
         sigs["image_tensor"](images=tf.constant(test_images, tf.float32))
@@ -171,9 +177,14 @@ def test_flex_op_fails_naming_the_op(tmp_path):
     features = keras.layers.Conv2D(2, 1)(inputs)
     logits = keras.layers.Lambda(tf.math.digamma, output_shape=(8, 8, 2))(features)
     model = keras.Model(inputs, {"logits": logits})
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", lambda x: model(x)["logits"],
+                         input_signature=[tf.TensorSpec([1, 8, 8, 3], tf.float32,
+                                                        name="images")])
+    archive.write_out(str(tmp_path / "flex"), verbose=False)
     with pytest.raises(export.ExportError, match=r"tf\.Digamma.*Flex"):
-        export.export_model(model, str(tmp_path), "flex", input_size=(8, 8),
-                            precisions=("float32",), parity_samples=1, log=None)
+        export.convert_tflite(str(tmp_path / "flex"), "float32")
 
 
 def test_parity_failure_removes_artefacts(tmp_path, test_images):

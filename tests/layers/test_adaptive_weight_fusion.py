@@ -71,7 +71,7 @@ def test_gradient_matches_finite_differences():
 
 
 def test_bad_inputs():
-    with pytest.raises(ValueError, match="num_sides must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="num_sides must be an integer >= 1, got 0"):
         AdaptiveWeightFusion(num_sides=0)
     with pytest.raises(ValueError, match=r"responses must be \[B, H, W, K \* 4\]"):
         AdaptiveWeightFusion()(np.zeros((1, 2, 2, 6)), np.zeros((1, 2, 2, 6)))

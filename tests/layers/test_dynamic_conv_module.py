@@ -201,10 +201,10 @@ def test_static_conv_module_contract():
 
 
 @pytest.mark.parametrize("cls,kwargs,match", [
-    (ContextAwareFilters, {"filter_size": 0}, "filter_size must be a positive int, got 0"),
+    (ContextAwareFilters, {"filter_size": 0}, "filter_size must be an integer >= 1, got 0"),
     (ContextAwareFilters, {"filter_size": 3, "channels": 2.5}, "channels .* got 2.5"),
-    (DynamicConvModule, {"channels": -1}, "channels must be a positive int, got -1"),
-    (StaticConvModule, {"filter_size": True}, "filter_size must be a positive int, got True"),
+    (DynamicConvModule, {"channels": -1}, "channels must be an integer >= 1, got -1"),
+    (StaticConvModule, {"filter_size": True}, "filter_size must be an integer >= 1, got True"),
 ])
 def test_bad_arguments(cls, kwargs, match):
     with pytest.raises(ValueError, match=match):

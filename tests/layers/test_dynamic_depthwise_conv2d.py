@@ -165,5 +165,5 @@ def test_numpy_integer_dilation_rate_is_accepted():
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
 def test_bad_dilation_rate_raises(bad):
-    with pytest.raises(ValueError, match=f"dilation_rate must be a positive int, got {bad!r}"):
+    with pytest.raises(ValueError, match=f"dilation_rate must be an integer >= 1, got {bad!r}"):
         DynamicDepthwiseConv2D(dilation_rate=bad)

@@ -231,7 +231,7 @@ def test_dense_feature_pyramid_contract():
 
 @pytest.mark.parametrize("make,match", [
     (lambda: DenseFeaturePyramid(kernel_size=5), "kernel_size must be 1 or 3, got 5"),
-    (lambda: DenseFeaturePyramid(channels=0), "channels must be a positive int, got 0"),
+    (lambda: DenseFeaturePyramid(channels=0), "channels must be an integer >= 1, got 0"),
 ])
 def test_bad_arguments(make, match):
     with pytest.raises(ValueError, match=match):

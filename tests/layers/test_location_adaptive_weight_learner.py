@@ -48,8 +48,8 @@ def test_softmax_normalises_each_class_group():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"num_classes": 0}, "num_classes must be a positive int, got 0"),
-    ({"num_classes": 2, "num_sides": -1}, "num_sides must be a positive int, got -1"),
+    ({"num_classes": 0}, "num_classes must be an integer >= 1, got 0"),
+    ({"num_classes": 2, "num_sides": -1}, "num_sides must be an integer >= 1, got -1"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

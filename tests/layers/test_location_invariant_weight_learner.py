@@ -40,5 +40,5 @@ def test_softmax_groups_sum_to_one():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="num_classes must be a positive int, got 1.5"):
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 1, got 1.5"):
         LocationInvariantWeightLearner(1.5)

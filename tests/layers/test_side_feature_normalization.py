@@ -146,7 +146,7 @@ def test_gradient_matches_finite_differences():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"filters": 0, "upsample_factor": 2}, "filters must be a positive int, got 0"),
+    ({"filters": 0, "upsample_factor": 2}, "filters must be an integer >= 1, got 0"),
     ({"filters": 1, "upsample_factor": 3}, "upsample_factor must be 1 or a positive even"),
     ({"filters": 1, "upsample_factor": 0}, "got 0"),
 ])

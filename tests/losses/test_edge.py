@@ -150,7 +150,7 @@ def test_bad_inputs_raise_one_clear_error(targets, outputs, match):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"num_classes": 0}, "num_classes must be a positive int, got 0"),
+    ({"num_classes": 0}, "num_classes must be an integer >= 1, got 0"),
     ({"num_classes": 2, "fuse_weight": -1.0}, "fuse_weight must be >= 0, got -1.0"),
 ])
 def test_bad_arguments(kwargs, match):

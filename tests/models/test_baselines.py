@@ -55,7 +55,7 @@ def test_registry_lists_every_method_and_rejects_unknown_names():
     assert get_spec("decouple_fcn").targets == ("labels", "boundary")
     with pytest.raises(ValueError, match="unknown model 'segformer'"):
         kerasfuse.build_model("segformer", 3)
-    with pytest.raises(ValueError, match="num_classes must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 1, got 0"):
         kerasfuse.build_model("pspnet", 0, backbone="resnet_tiny")
     with pytest.raises(ValueError, match="head_channels"):
         kerasfuse.build_model("fcn", 3, backbone="resnet_tiny", head_channels=-1)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from kerasfuse.losses.decouple import DecoupleLoss
-from kerasfuse.models import build_loss, build_model, intermediates
+from kerasfuse.models import build_loss, build_model, intermediates, preset
 from kerasfuse.models.decouple import (
     INTERMEDIATE_LAYERS,
     build_decouple_segnet,
@@ -17,8 +17,8 @@ from kerasfuse.models.decouple import (
 from tests.models.fit_utils import fit_steps
 
 CONTEXTS = ("fcn", "pspnet", "deeplabv3plus")
-TINY = {"backbone": "resnet_tiny", "input_shape": (64, 64, 3), "head_channels": 16,
-        "context_channels": 16, "fine_channels": 8, "edge_channels": 8}
+TINY = {"backbone": "resnet_tiny", "input_shape": (64, 64, 3),
+        **preset("decouple_fcn", "tiny")}
 NUM_CLASSES = 3
 
 

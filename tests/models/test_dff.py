@@ -160,7 +160,7 @@ def test_mixed_precision_outputs_stay_float32():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"num_classes": 0}, "num_classes must be a positive int, got 0"),
+    ({"num_classes": 0}, "num_classes must be an integer >= 1, got 0"),
     ({"num_classes": 2, "weight_learner": "fixed"}, "weight_learner must be one of"),
     ({"num_classes": 2, "stem_stride": 4}, "stem_stride must be 1 or 2, got 4"),
 ])

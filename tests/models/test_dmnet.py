@@ -3,11 +3,10 @@ import pytest
 
 import kerasfuse
 from kerasfuse.layers import ContextAwareFilters, DynamicConvModule, StaticConvModule
-from kerasfuse.models import intermediates
+from kerasfuse.models import intermediates, preset
 from tests.models.fit_utils import fit_steps, toy_segmentation_batch
 
-TINY = {"backbone": "resnet_tiny", "head_channels": 16, "dcm_channels": 8,
-        "aux_channels": 8}
+TINY = {"backbone": "resnet_tiny", **preset("dmnet", "tiny")}
 
 
 @pytest.mark.parametrize("name", ["dmnet", "dmnet_static"])
@@ -60,7 +59,7 @@ def test_bad_options():
         kerasfuse.build_model("dmnet", 4, filter_sizes=(1, 0), **TINY)
     with pytest.raises(ValueError, match=r"must not repeat a size, got \(3, 3\)"):
         kerasfuse.build_model("dmnet", 4, filter_sizes=(3, 3), **TINY)
-    with pytest.raises(ValueError, match="dcm_channels must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="dcm_channels must be an integer >= 1, got 0"):
         kerasfuse.build_model("dmnet", 4, backbone="resnet_tiny", dcm_channels=0)
 
 

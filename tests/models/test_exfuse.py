@@ -2,14 +2,13 @@ import keras
 import numpy as np
 import pytest
 
-from kerasfuse.models import build_loss, build_model, intermediates
+from kerasfuse.models import build_loss, build_model, intermediates, preset
 from kerasfuse.models.exfuse import aux_loss_weights
 from tests.models.fit_utils import fit_steps
 
 NUM_CLASSES = 3
-TINY = {"backbone": "resnet_tiny", "input_shape": (64, 64, 3), "head_channels": 8,
-        "gcn_kernel_size": 5}
-EXFUSE_TINY = {**TINY, "ss_channels": 8}
+TINY = {"backbone": "resnet_tiny", "input_shape": (64, 64, 3), **preset("gcn", "tiny")}
+EXFUSE_TINY = {"backbone": "resnet_tiny", "input_shape": (64, 64, 3), **preset("exfuse", "tiny")}
 SS_KEYS = [f"ss_logits_{stage}" for stage in ("res2", "res3", "res4", "res5")]
 
 

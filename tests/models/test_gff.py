@@ -3,11 +3,10 @@ import pytest
 
 import kerasfuse
 from kerasfuse.layers import DenseFeaturePyramid, GatedFullyFusion
-from kerasfuse.models import intermediates
+from kerasfuse.models import intermediates, preset
 from tests.models.fit_utils import fit_steps, toy_segmentation_batch
 
-TINY = {"backbone": "resnet_tiny", "head_channels": 16, "fusion_channels": 8,
-        "aux_channels": 8}
+TINY = {"backbone": "resnet_tiny", **preset("gffnet", "tiny")}
 
 
 @pytest.mark.parametrize("options", [
@@ -72,7 +71,7 @@ def test_ungated_fusions_have_no_gates():
     ({"fusion": "fpn", "gate_channels": 8}, "needs a gated fusion"),
     ({"fusion": "gated_fpn", "sequential": True}, "sequential=True applies to fusion='gff'"),
     ({"dfp_kernel_size": 5}, "dfp_kernel_size must be 1 or 3, got 5"),
-    ({"fusion_channels": 0}, "fusion_channels must be a positive int, got 0"),
+    ({"fusion_channels": 0}, "fusion_channels must be an integer >= 1, got 0"),
 ])
 def test_bad_options(options, match):
     kwargs = {**TINY, **options}

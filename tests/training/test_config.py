@@ -162,7 +162,7 @@ def test_named_configs_cover_every_method_model_on_every_dataset():
 def test_named_config_can_be_given_by_name():
     config = load_config("cityscapes/dff")
     assert config.model.name == "dff"
-    # DESIGN §3 recipe: crop 640, batch 8, lr 0.08, head LR x10.
+    # DFF paper recipe (docs/methods/dff.md): crop 640, batch 8, lr 0.08, head LR x10.
     assert config.data.crop_size == (640, 640)
     assert config.data.batch_size == 8
     assert config.optimizer.lr == 0.08

@@ -22,7 +22,7 @@ def test_segmentation_miou_and_pixel_accuracy_by_hand():
     # class 0: TP 1, FP 1 (the 1 predicted as 0) -> 1/2; class 1: TP 1, FN 1 -> 1/2;
     # the ignored pixel is not counted: 2 of 3 pixels right.
     assert metrics["iou"] == [0.5, 0.5]
-    assert metrics["miou"] == 0.5
+    assert metrics["mean_iou"] == 0.5
     assert metrics["pixel_accuracy"] == pytest.approx(2 / 3)
 
 
@@ -32,7 +32,7 @@ def test_class_absent_from_labels_and_predictions_is_left_out_of_the_mean():
     dataset = tf.data.Dataset.from_tensors((np.zeros((1, 2, 2, 3), "float32"),
                                             {"labels": labels}))
     metrics = evaluate(_fixed(logits), dataset, "segmentation", num_classes=3)
-    assert metrics["iou"] == [1.0, 1.0, None] and metrics["miou"] == 1.0
+    assert metrics["iou"] == [1.0, 1.0, None] and metrics["mean_iou"] == 1.0
 
 
 def test_edge_models_report_mf_ods():

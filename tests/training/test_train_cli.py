@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-import train
+from kerasfuse.cli import train
 from kerasfuse.config import load_config
 from tests.training.conftest import tiny_overrides
 
@@ -68,7 +68,7 @@ def test_tiny_mixed_precision_run_writes_outputs_with_float32_logits(tiny_data, 
     assert load_config(str(run / "config.yaml")) == load_config(None, overrides + [
         "run.mixed_precision=true"])
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["steps"] == 4 and 0.0 <= metrics["miou"] <= 1.0
+    assert metrics["steps"] == 4 and 0.0 <= metrics["mean_iou"] <= 1.0
     assert os.listdir(run / "logs" / "train") and os.listdir(run / "logs" / "val")
     network = keras.saving.load_model(run / "final.keras")
     assert network.get_layer("backbone").get_layer("conv1_conv").compute_dtype == "float16"

@@ -1,0 +1,144 @@
+"""Export a kerasfuse model: TF Serving SavedModel + TFLite files, with a parity check.
+
+Usage:
+    python export_tflite.py runs/default --out exported --input-size 128 128 \\
+        --representative "data/synthetic/val-*.tfrecord"
+    python export_tflite.py model.keras --out exported --input-size 512 512 \\
+        --precisions float32,float16
+    python export_tflite.py runs/default --config export.yaml num_samples=32
+
+SOURCE is a ``.keras`` file or a training run directory (``best.keras`` preferred over
+``final.keras``); the model itself says its task, classes and registry name. Writes
+``OUT/NAME/VERSION/`` (SavedModel with signatures image_tensor = serving_default,
+image_bytes, tf_example), ``OUT/NAME_<precision>.tflite`` and ``OUT/NAME_report.json``,
+and prints the parity table.
+Options come from defaults < ``--config FILE`` (YAML mapping of option names) < flags <
+trailing ``key=value`` overrides. Exit status: 0 done, 2 bad input (one ``error:`` line),
+1 export failure (an op needs Flex, or a float32 path disagrees with Keras).
+"""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import yaml  # noqa: E402
+
+from kerasfuse.export.tflite import PRECISIONS  # noqa: E402
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="export_tflite.py",
+        description="Export a kerasfuse model to a TF Serving SavedModel and TFLite.")
+    parser.add_argument("source", help=".keras file or training run directory")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="option overrides, e.g. num_samples=32")
+    parser.add_argument("--out", default="exported", help="output folder (default exported)")
+    parser.add_argument("--name", default=None,
+                        help="model name in output paths (default the model's registry name)")
+    parser.add_argument("--input-size", nargs=2, type=int, default=None, metavar=("H", "W"),
+                        help="fixed input size (required for TFLite unless the model has "
+                             "a static input size); the SavedModel resizes to it too")
+    parser.add_argument("--precisions", default=None,
+                        help="comma list of " + ",".join(PRECISIONS) + " or 'none' "
+                             "(default: all, without int8 when no --representative)")
+    parser.add_argument("--representative", default=None, metavar="PATTERN",
+                        help="TFRecord glob: int8 calibration and parity images")
+    parser.add_argument("--num-samples", type=int, default=16,
+                        help="representative images for int8 calibration (default 16)")
+    parser.add_argument("--parity-samples", type=int, default=4,
+                        help="images on which all paths are compared (default 4)")
+    parser.add_argument("--version", type=int, default=1, help="SavedModel version folder")
+    parser.add_argument("--tolerance", type=float, default=1e-4,
+                        help="max |p - p_keras| of float32 paths (default 1e-4)")
+    parser.add_argument("--threads", type=int, default=None, help="LiteRT threads")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing version folder / .tflite files")
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help="YAML mapping of option names (input_size: [128, 128])")
+    return parser
+
+
+def _option_names(parser):
+    return {a.dest for a in parser._actions} - {"help", "source", "overrides", "config"}
+
+
+def resolve_args(argv):
+    """Parse argv with the precedence defaults < --config < flags < key=value."""
+    parser = build_parser()
+    args = parser.parse_intermixed_args(argv)
+    names = _option_names(parser)
+    updates = {}
+    if args.config:
+        try:
+            with open(args.config) as f:
+                mapping = yaml.safe_load(f) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ValueError(f"--config {args.config}: {err}") from err
+        if not isinstance(mapping, dict):
+            raise ValueError(f"--config {args.config}: expected a mapping of options")
+        mapping = {k.replace("-", "_"): v for k, v in mapping.items()}
+        unknown = sorted(set(mapping) - names)
+        if unknown:
+            raise ValueError(f"--config {args.config}: unknown option(s) {unknown}")
+        parser.set_defaults(**mapping)
+        args = parser.parse_intermixed_args(argv)
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        key = key.replace("-", "_")
+        if not sep or key not in names:
+            raise ValueError(f"bad override {item!r}: expected key=value with key in "
+                             f"{sorted(names)}")
+        updates[key] = yaml.safe_load(value)
+    for key, value in updates.items():
+        setattr(args, key, value)
+    return args
+
+
+def _precisions(args):
+    if args.precisions is None:
+        return PRECISIONS if args.representative else PRECISIONS[:3]
+    if args.precisions == "none":
+        return ()
+    return tuple(p.strip() for p in str(args.precisions).split(",") if p.strip())
+
+
+def run(args):
+    from kerasfuse import export
+
+    result = export.export_model(
+        args.source, args.out, args.name,
+        input_size=tuple(args.input_size) if args.input_size else None,
+        precisions=_precisions(args), representative=args.representative,
+        num_samples=args.num_samples, parity_samples=args.parity_samples,
+        version=args.version, tolerance=args.tolerance, overwrite=args.overwrite,
+        num_threads=args.threads)
+    print(f"SavedModel: {result.saved_model_dir}")
+    for precision, path in result.tflite_files.items():
+        print(f"TFLite {precision}: {path}")
+    print(f"report: {result.report_path}")
+    return result
+
+
+def main(argv=None):
+    try:
+        args = resolve_args(argv)
+        if not os.path.exists(args.source):
+            raise ValueError(f"source {args.source!r} does not exist")
+        from kerasfuse.export import ExportError
+
+        try:
+            run(args)
+        except ExportError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
