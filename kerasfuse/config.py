@@ -386,6 +386,29 @@ def to_dict(config):
     return plain(dataclasses.asdict(config))
 
 
+def _flatten(mapping, prefix=""):
+    flat = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict) and value and prefix.count(".") < 1:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def differences(old, new, ignore=()):
+    """``["section.key: OLD -> NEW", ...]`` for every key where two configs differ.
+
+    Args:
+        old, new: TrainConfig objects.
+        ignore: "section.key" names left out of the comparison.
+    """
+    before, after = _flatten(to_dict(old)), _flatten(to_dict(new))
+    return [f"{key}: {before.get(key)!r} -> {after.get(key)!r}"
+            for key in sorted(set(before) | set(after))
+            if key not in ignore and before.get(key) != after.get(key)]
+
+
 def save_config(config, path):
     """Write the resolved config as YAML (loadable again with :func:`load_config`)."""
     with open(path, "w") as f:

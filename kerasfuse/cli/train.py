@@ -34,6 +34,10 @@ def _parser():
     parser.add_argument("--devices", type=int, default=None, metavar="N",
                         help="split the CPU into N logical devices and train with "
                         "MirroredStrategy over them (sets run.devices)")
+    parser.add_argument("--force", action="store_true",
+                        help="when the run directory holds a run with another config, move "
+                        "it aside (<run dir>.replaced-<time>) and start afresh instead of "
+                        "refusing")
     parser.add_argument("--list-models", action="store_true",
                         help="print the registered model names and exit")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value",
@@ -81,7 +85,7 @@ def main(argv=None):
         from kerasfuse.training import Trainer
 
         keras.utils.set_random_seed(config.run.seed)
-        trainer = Trainer(config)
+        trainer = Trainer(config, replace_run=args.force)
         metrics = trainer.train()
     except ConfigError as err:
         print(f"train.py: error: {err}", file=sys.stderr)

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasfuse import visualize
-from kerasfuse.config import ConfigError, save_config
+from kerasfuse.config import ConfigError, differences, load_config, save_config
 from kerasfuse.training.callbacks import (
     DIVERGED_HINT,
     ProgressBar,
@@ -47,6 +47,10 @@ def shard_files(pattern):
         raise ConfigError(f"data: {error}") from None
 
 
+#: Config keys that only change what a run prints or draws: a rerun may change them.
+RERUN_FREE_KEYS = ("run.progress", "run.log_every", "run.num_images")
+
+
 class Trainer:
     """Builds everything from a :class:`~kerasfuse.config.TrainConfig` and trains it.
 
@@ -56,10 +60,11 @@ class Trainer:
     ``predictions/*.png`` and ``metrics.json``.
     """
 
-    def __init__(self, config, strategy=None):
+    def __init__(self, config, strategy=None, replace_run=False):
         from kerasfuse.models.registry import get_spec
 
         self.config = config
+        self.replace_run = replace_run
         self.spec = get_spec(config.model.name)
         self.strategy = strategy or make_strategy(config.run.strategy, config.run.devices)
         self.workers = num_workers(self.strategy)
@@ -250,8 +255,35 @@ class Trainer:
     def total_steps(self):
         return self.config.schedule.epochs * self.config.schedule.steps_per_epoch
 
+    def check_run_dir(self):
+        """Refuse to reuse a run directory trained with another config (ConfigError listing
+        the differing keys), or with ``replace_run`` move it aside to
+        ``<run dir>.replaced-<UTC time>`` and start afresh. Nothing is deleted either way."""
+        path = os.path.join(self.run_dir, "config.yaml")
+        if not self.chief or not os.path.exists(path):
+            return
+        try:
+            previous = load_config(path)
+        except ConfigError as err:
+            changed = [f"its config.yaml does not load ({err})"]
+        else:
+            changed = differences(previous, self.config, ignore=RERUN_FREE_KEYS)
+        if not changed:
+            return
+        if not self.replace_run:
+            raise ConfigError(
+                f"run directory {self.run_dir} holds a run with another config ("
+                + "; ".join(changed) + "); resuming it would mix the two. Choose another "
+                "run.name, or pass --force to move the old run aside and start afresh")
+        aside = f"{self.run_dir}.replaced-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+        os.replace(self.run_dir, aside)
+        print(f"moved the previous run ({'; '.join(changed)}) to {aside}", flush=True)
+
     def train(self):
-        """Train (resuming from ``backup/`` if present), evaluate, save; returns metrics."""
+        """Train (resuming from ``backup/`` if present), evaluate, save; returns metrics.
+
+        A run directory holding another config's run is refused (see check_run_dir)."""
+        self.check_run_dir()
         self.build()
         if self.chief:
             os.makedirs(self.run_dir, exist_ok=True)
