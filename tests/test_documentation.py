@@ -29,6 +29,7 @@ DOC_FILES = ["README.md"] + sorted(
     os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "**", "*.md"),
                                                 recursive=True))
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
+ASSIGNMENT = re.compile(r"^\w+=('[^']*'|\"[^\"]*\"|\S*)$")
 RUN_LANGS = {"bash": "bash", "sh": "bash", "shell": "bash", "python": "python"}
 
 #: Documented commands (whitespace-collapsed; Python snippets by their first line) that cannot
@@ -333,13 +334,16 @@ def test_documented_commands_run(path, tmp_path, monkeypatch, tiny_synthetic):
         _run_shell(command, tmp_path, f"{path} (setup)")
     namespace = {"np": np, "__name__": "__doc__"}
     exec(PRELUDES.get(path, ""), namespace)
-    ran = 0
+    ran, assignments = 0, {}
     for line, lang, item in items:
         if _key(lang, item) in NOT_RUN:
             continue
         where = f"{path}:{line}"
-        if lang == "bash":
-            _run_shell(item, tmp_path, where)
+        if lang == "bash" and ASSIGNMENT.match(item):
+            # A shell variable set in a block is seen by that block's later commands.
+            assignments[line] = assignments.get(line, "") + item + "\n"
+        elif lang == "bash":
+            _run_shell(assignments.get(line, "") + item, tmp_path, where)
         else:
             _run_python(item, namespace, where)
         ran += 1
