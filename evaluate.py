@@ -181,19 +181,37 @@ def _clean(value):
     return value
 
 
+def edge_metric(num_classes, edge_options):
+    """The MF-ODS metric for ``edge_options`` (``metric``: "protocol" or "approx", ``thin``,
+    ``absent_classes``, ``workers``, ``tolerance``, ``thresholds``)."""
+    from kerasfuse.metrics import ApproxSemanticEdgeF, SemanticEdgeF
+
+    options = dict(edge_options)
+    if options.pop("metric", "protocol") == "approx":
+        options.pop("thin", None)
+        options.pop("workers", None)
+        return ApproxSemanticEdgeF(num_classes, **options)
+    return SemanticEdgeF(num_classes, **options)
+
+
 def evaluate(model, dataset, task, num_classes, inference_options, boundary_tolerances=(3.0,),
-             edge_tolerance=0.02, thresholds=99, max_images=None, progress=None):
+             edge_tolerance=0.02, thresholds=99, max_images=None, progress=None,
+             edge_options=None):
     """Run inference over ``dataset`` (batches of ``(image, targets)``) and score it.
 
+    ``edge_options`` go to :func:`edge_metric` (default: the SEAL / DFF protocol, inline).
     Returns a dict: ``num_images``, ``metrics`` (scalars), ``per_class`` (lists of K).
     """
     from kerasfuse import inference
-    from kerasfuse.metrics import BoundaryFScore, SemanticEdgeF, confusion_matrix
+    from kerasfuse.metrics import BoundaryFScore, confusion_matrix
     from kerasfuse.metrics.confusion import iou_from_confusion
 
     cm = np.zeros((num_classes, num_classes), dtype="int64")
     boundary = [BoundaryFScore(num_classes, t) for t in boundary_tolerances]
-    edges = SemanticEdgeF(num_classes, tolerance=edge_tolerance, thresholds=thresholds)
+    edges = None
+    if task == "edge":
+        edges = edge_metric(num_classes, {**(edge_options or {}), "tolerance": edge_tolerance,
+                                          "thresholds": thresholds})
     seen = 0
     for images, targets in dataset:
         images = np.asarray(images)
@@ -216,6 +234,8 @@ def evaluate(model, dataset, task, num_classes, inference_options, boundary_tole
             progress.update(len(images))
         if max_images is not None and seen >= max_images:
             break
+    if hasattr(edges, "close"):
+        edges.close()
     if seen == 0:
         raise UsageError("the dataset yielded no images")
     if task == "segmentation":
@@ -301,11 +321,27 @@ def build_parser():
                              "(DFF: 0.02; 0.0035 = SEAL's stricter setting)")
     parser.add_argument("--thresholds", type=int, default=99,
                         help="number of MF-ODS thresholds")
+    parser.add_argument("--edge-metric", choices=("protocol", "approx"), default="protocol",
+                        help="MF-ODS by the SEAL/DFF protocol (thinning, one-to-one matching; "
+                             "needs pyEdgeEval) or the fast many-to-one approximation")
+    parser.add_argument("--no-thin", action="store_true",
+                        help="protocol MF-ODS without thinning the binarised prediction")
+    parser.add_argument("--absent-classes", choices=("zero", "exclude"), default="zero",
+                        help="edge classes without GT in the set: scored 0 and averaged in "
+                             "(SEAL) or left out of the means")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                        help="processes for protocol MF-ODS (default: CPU count, at most 4)")
     parser.add_argument("--max-images", type=int, help="evaluate only the first N images")
     parser.add_argument("--output", help=f"JSON file (default: {DEFAULT_OUTPUT_NAME} next to "
                                          "the model)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def edge_settings(args):
+    """The MF-ODS options of the command line (also written to the JSON report)."""
+    return {"metric": args.edge_metric, "thin": not args.no_thin,
+            "absent_classes": args.absent_classes, "workers": args.workers}
 
 
 def default_output(model_path):
@@ -319,13 +355,15 @@ def run(args):
         raise UsageError(f"--max-images must be >= 1, got {args.max_images}")
     if args.mode == "slide" and args.crop_size is None:
         raise UsageError("--mode slide needs --crop-size")
-    if not 0 <= args.edge_tolerance < 1:
+    if not 0 < args.edge_tolerance < 1:
         raise UsageError(f"--edge-tolerance is a fraction of the diagonal, got "
                          f"{args.edge_tolerance}")
     if any(t < 0 for t in args.boundary_tolerance):
         raise UsageError(f"--boundary-tolerance must be >= 0, got {args.boundary_tolerance}")
     if args.thresholds < 1:
         raise UsageError(f"--thresholds must be >= 1, got {args.thresholds}")
+    if args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
     manifest = dataset_info(args.data)
     model, name = load_model(args.model)
     task = detect_task(model, name, args.task)
@@ -361,7 +399,8 @@ def run(args):
         result = evaluate(model, dataset, task, num_classes, options,
                           boundary_tolerances=tuple(args.boundary_tolerance),
                           edge_tolerance=args.edge_tolerance, thresholds=args.thresholds,
-                          max_images=args.max_images, progress=bar)
+                          max_images=args.max_images, progress=bar,
+                          edge_options=edge_settings(args))
     print(f"model {name} ({task}), {result['num_images']} images, mode {args.mode}")
     print(format_table(result, class_names))
     payload = {
@@ -377,6 +416,8 @@ def run(args):
             for i in range(num_classes)
         },
     }
+    if task == "edge":
+        payload["edge_evaluation"] = edge_settings(args)
     output = args.output or default_output(args.model)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     with open(output, "w") as f:
@@ -390,7 +431,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         run(args)
-    except ValueError as error:  # UsageError and the library's input checks
+    except (ValueError, ImportError) as error:  # bad input, or pyEdgeEval missing
         print(f"evaluate.py: error: {error}", file=sys.stderr)
         return 2
     return 0
