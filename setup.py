@@ -23,10 +23,13 @@ setup(
         "tqdm>=4.60,<5",
     ],
     extras_require={
+        "edge-eval": ["pyEdgeEval>=0.2.8,<0.3"],
         "test": [
             "pytest>=8,<10",
             "ruff>=0.5,<1",
             "ai-edge-litert>=1.2,<3",
+            "pyEdgeEval>=0.2.8,<0.3",
+            "Pillow>=9",
         ],
     },
     entry_points={
