@@ -20,6 +20,10 @@ classes. GSCNN gives tolerances as fractions of the diagonal rounded up to pixel
 ``BoundaryFScore`` per tolerance. Precision and recall are averaged over images the same way
 (GSCNN reports only F and precision).
 
+Differences from GSCNN: none in the definition. Tolerances are given in pixels; the distance
+test ``<= tolerance`` equals GSCNN's dilation by ``skimage.morphology.disk`` for the whole
+pixel counts GSCNN uses.
+
 ``SummedBoundaryFScore`` uses the same boundaries but sums the counts over the dataset before
 taking P, R and F (large images and classes with long boundaries weigh more); it is not the
 published protocol.
