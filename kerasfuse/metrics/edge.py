@@ -38,6 +38,7 @@ runs may differ by a few matched pixels (an exactly predicted 80-px line loses o
 matches in about 1 run in 7; up to 0.005 in a class's F on a tiny set).
 """
 
+import collections
 import concurrent.futures
 import multiprocessing
 import os
@@ -295,8 +296,10 @@ class SemanticEdgeF(EdgeFScores):
         thin: thin the binarised prediction before matching (protocol: True).
         absent_classes: "zero" (SEAL: a class without GT edges in the set scores 0 and is
             averaged in) or "exclude" (NaN, left out of the means).
-        workers: processes for the (image, class) pairs of a batch; 1 runs inline. Workers
-            are forked (where the platform allows) and run only NumPy and pyEdgeEval.
+        workers: processes for the (image, class) pairs; 1 runs inline. Workers are forked
+            (where the platform allows) and run only NumPy and pyEdgeEval. ``update``
+            returns once its images are queued, with at most ``2 * workers`` images in
+            flight; ``result`` and ``close`` wait for them.
 
     Example:
         >>> mf = SemanticEdgeF(num_classes=19, workers=2)
@@ -320,6 +323,14 @@ class SemanticEdgeF(EdgeFScores):
         self.workers = workers
         self._pool = None
 
+    def reset(self):
+        """Forget everything accumulated so far (and any images still in flight)."""
+        super().reset()
+        for futures in getattr(self, "_pending", ()):
+            for future in futures:
+                future.cancel()
+        self._pending = collections.deque()
+
     def image_counts(self, gt, prob):
         """Counts ``[K, T, 4]`` of one image: GT ``[H,W,K]`` {0,1}, probabilities ``[H,W,K]``."""
         return np.stack([
@@ -328,17 +339,38 @@ class SemanticEdgeF(EdgeFScores):
             for c in range(self.num_classes)
         ])
 
-    def batch_counts(self, edges, probabilities):
+    def update(self, edges, probabilities, ignore=None):
         if self.workers == 1:
-            return super().batch_counts(edges, probabilities)
-        jobs = [
-            (probabilities[i, ..., c], edges[i, ..., c], self.thresholds, self.tolerance,
-             self.thin)
-            for i in range(len(edges)) for c in range(self.num_classes)
-        ]
-        counts = list(self._executor().map(_protocol_job, jobs))
-        k = self.num_classes
-        return [np.stack(counts[i * k:(i + 1) * k]) for i in range(len(edges))]
+            return super().update(edges, probabilities, ignore)
+        edges, probabilities = self._batch(edges, probabilities, ignore)
+        executor = self._executor()
+        for gt, prob in zip(edges, probabilities):
+            # Largest classes first, so the short ones fill the workers at the end.
+            order = np.argsort(-gt.reshape(-1, self.num_classes).sum(0), kind="stable")
+            futures = [None] * self.num_classes
+            for c in order:
+                futures[c] = executor.submit(
+                    _protocol_job, (prob[..., c], gt[..., c], self.thresholds,
+                                    self.tolerance, self.thin))
+            self._pending.append(futures)
+            while len(self._pending) > 2 * self.workers:
+                self._collect_oldest()
+
+    update.__doc__ = EdgeFScores.update.__doc__
+
+    def _collect_oldest(self):
+        futures = self._pending.popleft()
+        self.add_image(np.stack([future.result() for future in futures]))
+
+    def _drain(self):
+        while getattr(self, "_pending", None):
+            self._collect_oldest()
+
+    def result(self):
+        self._drain()
+        return super().result()
+
+    result.__doc__ = EdgeFScores.result.__doc__
 
     def _executor(self):
         if self._pool is None:
@@ -350,7 +382,9 @@ class SemanticEdgeF(EdgeFScores):
         return self._pool
 
     def close(self):
-        """Shut the worker processes down (a later ``update`` starts new ones)."""
+        """Wait for the images in flight, then shut the worker processes down (a later
+        ``update`` starts new ones)."""
+        self._drain()
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None

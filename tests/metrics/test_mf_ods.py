@@ -173,12 +173,19 @@ def test_workers_give_the_inline_counts():
                      np.concatenate([with_copy[1], every_fourth[1]], axis=-1)])
     expected = np.array([[20, 20, 20, 80], [80, 160, 80, 80]])
     inline = SemanticEdgeF(num_classes=2, thresholds=(0.5, 0.7))
-    inline.update(gt, prob)
     with SemanticEdgeF(num_classes=2, thresholds=(0.5, 0.7), workers=2) as pooled:
-        pooled.update(gt, prob)
+        # Six images one at a time: at most 2 * workers images stay in flight.
+        for _ in range(3):
+            for image_gt, image_prob in zip(gt, prob):
+                inline.update(image_gt, image_prob)
+                pooled.update(image_gt, image_prob)
+                assert len(pooled._pending) <= 4
+        result = pooled.result()
+        assert pooled.num_images == 6 and not pooled._pending
+    assert result["mf_ods"] == pytest.approx(inline.result()["mf_ods"])
     for metric in (inline, pooled):
-        np.testing.assert_array_equal(metric.ods_counts[:, 0], [expected.sum(0)] * 2)
-        np.testing.assert_array_equal(metric.ois_counts, [expected.sum(0)] * 2)
+        np.testing.assert_array_equal(metric.ods_counts[:, 0], [3 * expected.sum(0)] * 2)
+        np.testing.assert_array_equal(metric.ois_counts, [3 * expected.sum(0)] * 2)
 
 
 def test_default_settings():
