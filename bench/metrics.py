@@ -134,6 +134,7 @@ def main(argv=None):
                            thresholds=args.thresholds, workers=args.workers) as metric:
             start = time.perf_counter()
             metric.update(gt[..., chosen], prob[..., chosen])
+            metric.result()  # waits for the image in flight
             wall = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
