@@ -29,14 +29,19 @@ setup(
         "tqdm>=4.60,<5",
     ],
     extras_require={
+        "edge-eval": ["pyEdgeEval>=0.2.8,<0.3"],
         "test": [
             "pytest>=8,<10",
             "ruff>=0.5,<1",
             "ai-edge-litert>=1.2,<3",
             "torch>=2.1",
+            "pyEdgeEval>=0.2.8,<0.3",
+            "Pillow>=9",
         ],
         # Reading PyTorch checkpoints (kerasfuse.convert); nothing else imports torch.
         "torch": ["torch>=2.1"],
+        # The SEAL / DFF MF-ODS protocol (compiled correspondPixels); evaluate.py asks for it.
+        "edge-eval": ["pyEdgeEval>=0.2.8,<0.3"],
     },
     entry_points={
         "console_scripts": [

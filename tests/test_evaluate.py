@@ -7,6 +7,7 @@ of an exported SavedModel) says so.
 import json
 import os
 import shutil
+import sys
 
 import cv2
 import keras
@@ -77,6 +78,26 @@ def test_run_directory_slide_and_edge_model(workspace):
     assert report["inference"]["crop_size"] == [16, 16]
     assert 0.0 <= report["metrics"]["mf_ods"] <= 1.0
     assert report["metrics"]["mf_ois"] >= 0.0
+    assert report["edge_evaluation"] == {"metric": "protocol", "thin": True,
+                                         "absent_classes": "zero",
+                                         "workers": min(4, os.cpu_count() or 1)}
+
+
+@pytest.mark.slow
+def test_edge_protocol_without_pyedgeeval(workspace, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyEdgeEval._lib", None)
+    argv = [str(workspace / "fcn.keras"), "--data", data_pattern(workspace), "--task", "edge",
+            "--max-images", "1", "--thresholds", "3", "--quiet",
+            "--output", str(workspace / "approx.json")]
+    assert evaluate.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("evaluate.py: error:")
+    assert "pip install 'pyEdgeEval" in err[0]
+    # The approximation needs no pyEdgeEval.
+    assert evaluate.main(argv + ["--edge-metric", "approx", "--absent-classes", "exclude"]) == 0
+    report = json.loads((workspace / "approx.json").read_text())
+    assert report["edge_evaluation"]["metric"] == "approx"
+    assert report["edge_evaluation"]["absent_classes"] == "exclude"
 
 
 @pytest.mark.parametrize(
@@ -86,6 +107,8 @@ def test_run_directory_slide_and_edge_model(workspace):
         (["{model}", "--data", "/nonexistent/*.tfrecord"], "no TFRecord files"),
         (["{model}", "--mode", "slide"], "needs --crop-size"),
         (["{model}", "--edge-tolerance", "2"], "edge-tolerance"),
+        (["{model}", "--edge-tolerance", "0"], "edge-tolerance"),
+        (["{model}", "--workers", "0"], "--workers"),
         (["{model}", "--output-key", "edges"], "no output 'edges'"),
         (["{empty}"], "no .keras model"),
     ],

@@ -37,15 +37,30 @@ def _clean(value):
     return value
 
 
+def edge_metric(num_classes, edge_options):
+    """The MF-ODS metric for ``edge_options`` (``metric``: "protocol" or "approx", ``thin``,
+    ``absent_classes``, ``workers``, ``tolerance``, ``thresholds``)."""
+    from kerasfuse.metrics import ApproxSemanticEdgeF, SemanticEdgeF
+
+    options = dict(edge_options)
+    if options.pop("metric", "protocol") == "approx":
+        options.pop("thin", None)
+        options.pop("workers", None)
+        return ApproxSemanticEdgeF(num_classes, **options)
+    return SemanticEdgeF(num_classes, **options)
+
+
 def build_metrics(task, num_classes, boundary_tolerances=(3.0,), edge_tolerance=0.02,
-                  thresholds=99):
-    """The metric objects of ``task``: boundary F-scores per tolerance, or MF-ODS."""
-    from kerasfuse.metrics import BoundaryFScore, SemanticEdgeF
+                  thresholds=99, edge_options=None):
+    """The metric objects of ``task``: boundary F-scores per tolerance, or MF-ODS
+    (``edge_options`` go to :func:`edge_metric`; default: the SEAL / DFF protocol)."""
+    from kerasfuse.metrics import BoundaryFScore
 
     if task == "segmentation":
         return {"boundary": [BoundaryFScore(num_classes, t) for t in boundary_tolerances]}
-    return {"edges": SemanticEdgeF(num_classes, tolerance=edge_tolerance,
-                                   thresholds=thresholds)}
+    return {"edges": edge_metric(num_classes, {**(edge_options or {}),
+                                               "tolerance": edge_tolerance,
+                                               "thresholds": thresholds})}
 
 
 def _summarise(task, cm, metrics, boundary_tolerances, edge_tolerance):
@@ -68,7 +83,8 @@ def _summarise(task, cm, metrics, boundary_tolerances, edge_tolerance):
 
 
 def evaluate(model, dataset, num_classes, options, boundary_tolerances=(3.0,),
-             edge_tolerance=0.02, thresholds=99, max_images=None, progress=None):
+             edge_tolerance=0.02, thresholds=99, max_images=None, progress=None,
+             edge_options=None):
     """Run inference over ``dataset`` (batches of ``(image, targets)``) and score it.
 
     The task (softmax segmentation or sigmoid edges) is the model's own ``task``;
@@ -81,7 +97,8 @@ def evaluate(model, dataset, num_classes, options, boundary_tolerances=(3.0,),
 
     task = model.task
     cm = np.zeros((num_classes, num_classes), dtype="int64")
-    metrics = build_metrics(task, num_classes, boundary_tolerances, edge_tolerance, thresholds)
+    metrics = build_metrics(task, num_classes, boundary_tolerances, edge_tolerance, thresholds,
+                            edge_options)
     seen = 0
     for images, targets in dataset:
         images = np.asarray(images)
@@ -104,6 +121,8 @@ def evaluate(model, dataset, num_classes, options, boundary_tolerances=(3.0,),
             progress.update(len(images))
         if max_images is not None and seen >= max_images:
             break
+    if "edges" in metrics and hasattr(metrics["edges"], "close"):
+        metrics["edges"].close()
     if seen == 0:
         raise UsageError("the dataset yielded no images")
     scalars, per_class = _summarise(task, cm, metrics, boundary_tolerances, edge_tolerance)
@@ -156,11 +175,27 @@ def build_parser():
                              "(DFF: 0.02; 0.0035 = SEAL's stricter setting)")
     parser.add_argument("--thresholds", type=int, default=99,
                         help="number of MF-ODS thresholds")
+    parser.add_argument("--edge-metric", choices=("protocol", "approx"), default="protocol",
+                        help="MF-ODS by the SEAL/DFF protocol (thinning, one-to-one matching; "
+                             "needs pyEdgeEval) or the fast many-to-one approximation")
+    parser.add_argument("--no-thin", action="store_true",
+                        help="protocol MF-ODS without thinning the binarised prediction")
+    parser.add_argument("--absent-classes", choices=("zero", "exclude"), default="zero",
+                        help="edge classes without GT in the set: scored 0 and averaged in "
+                             "(SEAL) or left out of the means")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                        help="processes for protocol MF-ODS (default: CPU count, at most 4)")
     parser.add_argument("--max-images", type=int, help="evaluate only the first N images")
     parser.add_argument("--output", help=f"JSON file (default: {DEFAULT_OUTPUT_NAME} next to "
                                          "the model)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def edge_settings(args):
+    """The MF-ODS options of the command line (also written to the JSON report)."""
+    return {"metric": args.edge_metric, "thin": not args.no_thin,
+            "absent_classes": args.absent_classes, "workers": args.workers}
 
 
 def default_output(model_path):
@@ -172,13 +207,15 @@ def default_output(model_path):
 def _check_args(args):
     if args.max_images is not None and args.max_images < 1:
         raise UsageError(f"--max-images must be >= 1, got {args.max_images}")
-    if not 0 <= args.edge_tolerance < 1:
+    if not 0 < args.edge_tolerance < 1:
         raise UsageError(f"--edge-tolerance is a fraction of the diagonal, got "
                          f"{args.edge_tolerance}")
     if any(t < 0 for t in args.boundary_tolerance):
         raise UsageError(f"--boundary-tolerance must be >= 0, got {args.boundary_tolerance}")
     if args.thresholds < 1:
         raise UsageError(f"--thresholds must be >= 1, got {args.thresholds}")
+    if args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
 
 
 def _num_classes(model, output_key):
@@ -239,11 +276,14 @@ def run(args):
         result = evaluate(model, dataset, num_classes, options,
                           boundary_tolerances=tuple(args.boundary_tolerance),
                           edge_tolerance=args.edge_tolerance, thresholds=args.thresholds,
-                          max_images=args.max_images, progress=bar)
+                          max_images=args.max_images, progress=bar,
+                          edge_options=edge_settings(args))
     print(f"model {model.name} ({model.task}), {result['num_images']} images, "
           f"mode {args.mode}")
     print(format_table(result, class_names))
     payload = _payload(args, model, options, result, class_names)
+    if model.task == "edge":
+        payload["edge_evaluation"] = edge_settings(args)
     output = args.output or default_output(args.model)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     with open(output, "w") as f:
@@ -254,7 +294,9 @@ def run(args):
 
 def main(argv=None):
     """CLI entry point; returns the exit status (0 ok, 2 bad input)."""
-    return report_errors("evaluate.py", run, build_parser().parse_args(argv))
+    # ImportError: pyEdgeEval (the protocol MF-ODS) is not installed; the message says how.
+    return report_errors("evaluate.py", run, build_parser().parse_args(argv),
+                         errors=(ValueError, ImportError))
 
 
 if __name__ == "__main__":

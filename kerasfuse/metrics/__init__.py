@@ -2,13 +2,20 @@
 
 * ``MeanIoU``, ``PixelAccuracy``: streaming confusion-matrix Keras metrics (usable in
   ``model.fit`` and standalone), ignore label 255.
-* ``BoundaryFScore``: boundary precision / recall / F of predicted masks with a pixel
-  tolerance (DecoupleSegNet Fig. 3 analysis).
-* ``SemanticEdgeF``: MF-ODS / MF-OIS of multi-label semantic edges with a distance tolerance
-  given as a fraction of the image diagonal (DFF / CASENet / SEAL protocol).
+* ``BoundaryFScore``: boundary F of predicted masks with a pixel tolerance, per image and
+  class, averaged (GSCNN protocol, DecoupleSegNet Fig. 3); ``SummedBoundaryFScore`` sums the
+  counts over the dataset instead.
+* ``SemanticEdgeF``: MF-ODS / MF-OIS of multi-label semantic edges under the SEAL / DFF
+  protocol (thinning, one-to-one matching; needs pyEdgeEval). ``ApproxSemanticEdgeF`` is a
+  fast many-to-one approximation for monitoring during training.
 """
 
-from kerasfuse.metrics.boundary import BoundaryFScore, mask_boundary, within_tolerance
+from kerasfuse.metrics.boundary import (
+    BoundaryFScore,
+    SummedBoundaryFScore,
+    mask_boundary,
+    within_tolerance,
+)
 from kerasfuse.metrics.confusion import (
     MeanIoU,
     PixelAccuracy,
@@ -18,13 +25,16 @@ from kerasfuse.metrics.confusion import (
     segmentation_scores,
 )
 from kerasfuse.metrics.edge import DEFAULT_EDGE_TOLERANCE, SemanticEdgeF
+from kerasfuse.metrics.edge_approx import ApproxSemanticEdgeF
 
 __all__ = [
+    "ApproxSemanticEdgeF",
     "BoundaryFScore",
     "DEFAULT_EDGE_TOLERANCE",
     "MeanIoU",
     "PixelAccuracy",
     "SemanticEdgeF",
+    "SummedBoundaryFScore",
     "confusion_matrix",
     "iou_from_confusion",
     "mask_boundary",

@@ -1,41 +1,49 @@
-"""Boundary F-score of predicted segmentation masks (mask boundaries with a pixel tolerance).
+"""Boundary F-score of predicted segmentation masks (GSCNN / DecoupleSegNet protocol).
 
-This is the boundary-quality analysis of DecoupleSegNet (Li et al., ECCV 2020, Fig. 3 and
-Sec. 4.1: "F-scores ... calculating along the boundary of the predicted mask given a small
-slack in the distance"), following the boundary measure of Perazzi et al. (CVPR 2016, their
-ref. [47]). For every class c:
+DecoupleSegNet (Li et al., ECCV 2020, Fig. 3) measures boundary quality with the F-score of
+GSCNN (Takikawa et al., ICCV 2019), which follows the boundary measure of Perazzi et al.
+(DAVIS, CVPR 2016). The protocol file is nv-tlabs/GSCNN ``utils/f_boundary.py``
+(``eval_mask_boundary`` / ``db_eval_boundary`` / ``seg2bmap``). For every image and class c:
 
-* the boundary of a binary mask is the set of mask pixels that have at least one
-  4-neighbour outside the mask (the image border is not a boundary);
-* GT boundaries come from ``labels == c`` (ignore pixels count as "not c"); predicted
-  boundaries from ``predictions == c``, with predicted boundary pixels that fall on ignore
-  pixels dropped;
-* a predicted boundary pixel is matched when a GT boundary pixel of the same class lies within
-  Euclidean distance ``tolerance`` (pixels), and a GT boundary pixel is matched when a
-  predicted one lies within ``tolerance`` — the distance-transform approximation of the
-  one-to-one matching of the BSDS benchmark (one pixel may match several);
-* counts are summed over the whole dataset, then ``P_c = matched_pred / pred``,
-  ``R_c = matched_gt / gt`` and ``F_c = 2 P_c R_c / (P_c + R_c)``.
+1. the masks are ``prediction == c`` and ``labels == c``; pixels whose label is the ignore
+   label are set to 0 in **both** masks;
+2. the boundary of a mask is the set of pixels that differ from their right, lower or
+   lower-right neighbour (neighbours outside the image are not compared), as ``seg2bmap``;
+3. a predicted boundary pixel is matched when a GT boundary pixel lies within Euclidean
+   distance ``tolerance`` pixels, and vice versa (dilation by a disk; many-to-one);
+4. ``P = matched predicted / predicted``, ``R = matched GT / GT`` and ``F = 2PR / (P + R)``,
+   with ``F = 1`` when neither mask has a boundary, and ``F = 0`` when only one has.
 
-A class with no boundary pixels in either GT or prediction over the dataset has undefined F
-(``NaN``) and is left out of the mean. DecoupleSegNet reports the mean F over the 19
-Cityscapes classes at four tolerances; the GSCNN protocol it compares with uses 3, 5, 9 and
-12 pixels at 2048x1024 — evaluate several tolerances by keeping one ``BoundaryFScore`` each.
+The class score is the mean of F over all images, and the reported score the mean over
+classes. GSCNN gives tolerances as fractions of the diagonal rounded up to pixels; at
+2048x1024 its four settings are the 3, 5, 9 and 12 px that DecoupleSegNet plots. Keep one
+``BoundaryFScore`` per tolerance. Precision and recall are averaged over images the same way
+(GSCNN reports only F and precision).
+
+Differences from GSCNN: none in the definition. Tolerances are given in pixels; the distance
+test ``<= tolerance`` equals GSCNN's dilation by ``skimage.morphology.disk`` for the whole
+pixel counts GSCNN uses.
+
+``SummedBoundaryFScore`` uses the same boundaries but sums the counts over the dataset before
+taking P, R and F (large images and classes with long boundaries weigh more); it is not the
+published protocol.
 """
 
 import numpy as np
 from scipy import ndimage
 
+from kerasfuse.metrics.edge import f_measure
+
 
 def mask_boundary(mask):
-    """Boolean map of the pixels of ``mask`` [H,W] with a 4-neighbour outside the mask."""
+    """Boolean boundary map of ``mask`` [H,W]: pixels that differ from their right, lower or
+    lower-right neighbour inside the image (``seg2bmap`` of BSDS / DAVIS / GSCNN)."""
     mask = np.asarray(mask, dtype=bool)
-    inner = mask.copy()
-    inner[1:, :] &= mask[:-1, :]
-    inner[:-1, :] &= mask[1:, :]
-    inner[:, 1:] &= mask[:, :-1]
-    inner[:, :-1] &= mask[:, 1:]
-    return mask & ~inner
+    boundary = np.zeros_like(mask)
+    boundary[:, :-1] |= mask[:, :-1] != mask[:, 1:]
+    boundary[:-1, :] |= mask[:-1, :] != mask[1:, :]
+    boundary[:-1, :-1] |= mask[:-1, :-1] != mask[1:, 1:]
+    return boundary
 
 
 def within_tolerance(targets, tolerance):
@@ -44,37 +52,55 @@ def within_tolerance(targets, tolerance):
     targets = np.asarray(targets, dtype=bool)
     if not targets.any():
         return np.zeros_like(targets)
-    distance = ndimage.distance_transform_edt(~targets)
-    return distance <= tolerance
+    return ndimage.distance_transform_edt(~targets) <= tolerance
 
 
-def f_measure(precision, recall):
-    """Harmonic mean ``2PR/(P+R)`` (elementwise, 0 where P+R = 0)."""
-    precision = np.asarray(precision, dtype="float64")
-    recall = np.asarray(recall, dtype="float64")
-    total = precision + recall
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(total > 0, 2 * precision * recall / np.where(total > 0, total, 1), 0.0)
+def boundary_counts(label, prediction, num_classes, tolerance, ignore_label=255):
+    """Counts ``[K, 4]`` (matched predicted, predicted, matched GT, GT boundary pixels) of one
+    image: integer ``label`` and ``prediction`` ``[H,W]``, ignore pixels zeroed in both masks."""
+    valid = label != ignore_label
+    counts = np.zeros((num_classes, 4), dtype="int64")
+    for c in range(num_classes):
+        gt = mask_boundary((label == c) & valid)
+        pred = mask_boundary((prediction == c) & valid)
+        if not gt.any() and not pred.any():
+            continue
+        counts[c] = (
+            np.count_nonzero(pred & within_tolerance(gt, tolerance)),
+            np.count_nonzero(pred),
+            np.count_nonzero(gt & within_tolerance(pred, tolerance)),
+            np.count_nonzero(gt),
+        )
+    return counts
 
 
-class BoundaryFScore:
-    """Streaming per-class boundary precision / recall / F of predicted masks.
+def image_precision_recall_f(counts):
+    """Per class ``(P, R, F)`` of one image from its counts ``[K, 4]`` with GSCNN's rules for
+    empty boundaries: none in either -> P = R = F = 1; only GT -> P = 1, R = 0; only
+    prediction -> P = 0, R = 1 (F = 0 in both)."""
+    matched_pred, pred, matched_gt, gt = np.asarray(counts, dtype="float64").T
+    # No predicted boundary -> P = 1, no GT boundary -> R = 1; the matched count is 0 when the
+    # other side is empty, which gives the remaining rules (and F = 1 when both are empty).
+    precision = np.where(pred > 0, matched_pred / np.maximum(pred, 1), 1.0)
+    recall = np.where(gt > 0, matched_gt / np.maximum(gt, 1), 1.0)
+    return precision, recall, f_measure(precision, recall)
 
-    Args:
-        num_classes: number of classes K.
-        tolerance: matching distance in pixels (a match needs distance <= tolerance).
-        ignore_label: label value of ignored pixels (default 255).
 
-    Example:
-        >>> bf = BoundaryFScore(num_classes=19, tolerance=3)
-        >>> bf.update(labels, predictions)      # int [B,H,W] or [H,W] each
-        >>> bf.result()["mean_f"]
+def _labels_batch(labels, predictions):
+    labels = np.asarray(labels)
+    predictions = np.asarray(predictions)
+    if labels.shape != predictions.shape:
+        raise ValueError(
+            f"labels and predictions shapes differ: {labels.shape} vs {predictions.shape}"
+        )
+    if labels.ndim == 2:
+        labels, predictions = labels[None], predictions[None]
+    if labels.ndim != 3:
+        raise ValueError(f"expected label maps [H,W] or [B,H,W], got shape {labels.shape}")
+    return labels, predictions
 
-    Reference:
-        Li et al., "Improving Semantic Segmentation via Decoupled Body and Edge Supervision",
-        ECCV 2020, Fig. 3; Perazzi et al., CVPR 2016, boundary measure F.
-    """
 
+class _BoundaryScores:
     def __init__(self, num_classes, tolerance=3.0, ignore_label=255):
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
@@ -85,40 +111,83 @@ class BoundaryFScore:
         self.ignore_label = ignore_label
         self.reset()
 
-    def reset(self):
-        """Forget everything accumulated so far."""
-        # Columns: matched predicted, predicted, matched GT, GT boundary pixel counts.
-        self.counts = np.zeros((self.num_classes, 4), dtype="int64")
-
     def update(self, labels, predictions):
         """Accumulate one image ``[H,W]`` or a batch ``[B,H,W]`` of integer label maps."""
-        labels = np.asarray(labels)
-        predictions = np.asarray(predictions)
-        if labels.shape != predictions.shape:
-            raise ValueError(
-                f"labels and predictions shapes differ: {labels.shape} vs {predictions.shape}"
-            )
-        if labels.ndim == 2:
-            labels, predictions = labels[None], predictions[None]
-        if labels.ndim != 3:
-            raise ValueError(f"expected label maps [H,W] or [B,H,W], got shape {labels.shape}")
-        for label, prediction in zip(labels, predictions):
-            ignored = label == self.ignore_label
-            for c in range(self.num_classes):
-                gt = mask_boundary(label == c)
-                pred = mask_boundary(prediction == c) & ~ignored
-                if not gt.any() and not pred.any():
-                    continue
-                self.counts[c] += (
-                    np.count_nonzero(pred & within_tolerance(gt, self.tolerance)),
-                    np.count_nonzero(pred),
-                    np.count_nonzero(gt & within_tolerance(pred, self.tolerance)),
-                    np.count_nonzero(gt),
-                )
+        for label, prediction in zip(*_labels_batch(labels, predictions)):
+            self.add_image(boundary_counts(label, prediction, self.num_classes,
+                                           self.tolerance, self.ignore_label))
+
+
+class BoundaryFScore(_BoundaryScores):
+    """Streaming boundary F-score of predicted masks, per image and class, then averaged over
+    images and classes (GSCNN ``utils/f_boundary.py``, used by DecoupleSegNet Fig. 3).
+
+    Args:
+        num_classes: number of classes K.
+        tolerance: matching distance in pixels (a match needs distance <= tolerance);
+            DecoupleSegNet plots 3, 5, 9 and 12 px at 2048x1024.
+        ignore_label: label of ignored pixels, zeroed in both masks (default 255).
+
+    Example:
+        >>> bf = BoundaryFScore(num_classes=19, tolerance=3)
+        >>> bf.update(labels, predictions)      # int [B,H,W] or [H,W] each
+        >>> bf.result()["mean_f"]
+
+    Reference:
+        Li et al., "Improving Semantic Segmentation via Decoupled Body and Edge Supervision",
+        ECCV 2020, Fig. 3; Takikawa et al., "Gated-SCNN", ICCV 2019; Perazzi et al.,
+        CVPR 2016, boundary measure F.
+    """
+
+    def reset(self):
+        """Forget everything accumulated so far."""
+        self.sums = np.zeros((self.num_classes, 3), dtype="float64")  # P, R, F per class
+        self.num_images = 0
+
+    def add_image(self, counts):
+        """Add one image's per-class counts ``[K, 4]``."""
+        self.sums += np.stack(image_precision_recall_f(counts), axis=-1)
+        self.num_images += 1
 
     def result(self):
-        """Dict with per-class ``precision``, ``recall``, ``f`` (NumPy ``[K]``, NaN where
-        undefined) and ``mean_f`` (mean over defined classes, 0 if none)."""
+        """Dict with per-class ``precision``, ``recall``, ``f`` (NumPy ``[K]``, means over
+        images; NaN before any image) and ``mean_f`` (mean over classes, 0.0 before any)."""
+        if self.num_images == 0:
+            nan = np.full(self.num_classes, np.nan)
+            return {"precision": nan, "recall": nan, "f": nan, "mean_f": 0.0}
+        precision, recall, f = (self.sums / self.num_images).T
+        return {"precision": precision, "recall": recall, "f": f, "mean_f": float(f.mean())}
+
+
+class SummedBoundaryFScore(_BoundaryScores):
+    """Boundary F from counts summed over the dataset (not the published protocol).
+
+    Same boundaries, ignore handling and matching as :class:`BoundaryFScore`, but P, R and F
+    come from the dataset totals, so images and classes with long boundaries weigh more. A
+    class without boundary pixels in the whole set is NaN and left out of the mean.
+
+    Args:
+        num_classes: number of classes K.
+        tolerance: matching distance in pixels.
+        ignore_label: label of ignored pixels, zeroed in both masks (default 255).
+
+    Example:
+        >>> bf = SummedBoundaryFScore(num_classes=19, tolerance=3)
+        >>> bf.update(labels, predictions)
+        >>> bf.result()["mean_f"]
+    """
+
+    def reset(self):
+        """Forget everything accumulated so far."""
+        self.counts = np.zeros((self.num_classes, 4), dtype="int64")
+
+    def add_image(self, counts):
+        """Add one image's per-class counts ``[K, 4]``."""
+        self.counts += counts
+
+    def result(self):
+        """Dict with per-class ``precision``, ``recall``, ``f`` (NumPy ``[K]``, NaN where no
+        boundary pixel was seen) and ``mean_f`` (mean over defined classes, 0 if none)."""
         matched_pred, pred, matched_gt, gt = self.counts.T.astype("float64")
         defined = (pred + gt) > 0
         precision = np.where(pred > 0, matched_pred / np.maximum(pred, 1), 0.0)

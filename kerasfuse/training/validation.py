@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from kerasfuse.checks import IGNORE_LABEL
 from kerasfuse.inference import sigmoid
-from kerasfuse.metrics import SemanticEdgeF, confusion_matrix, segmentation_scores
+from kerasfuse.metrics import ApproxSemanticEdgeF, confusion_matrix, segmentation_scores
 
 
 def evaluate(network, dataset, task, num_classes, steps=None, forward=None):
@@ -13,13 +13,15 @@ def evaluate(network, dataset, task, num_classes, steps=None, forward=None):
 
     Segmentation: ``mean_iou``, ``pixel_accuracy`` and per-class ``iou`` from a confusion
     matrix of the argmax of ``logits`` (ignore 255). Edge models: ``mf_ods`` and
-    ``mf_ois`` of the sigmoid of ``logits`` against ``targets["edges"]``. ``forward``
-    (images -> logits) may be given to reuse one traced function across evaluations.
+    ``mf_ois`` of the sigmoid of ``logits`` against ``targets["edges"]``, from the fast
+    many-to-one :class:`ApproxSemanticEdgeF` (a monitor, not the benchmark protocol).
+    ``forward`` (images -> logits) may be given to reuse one traced function across
+    evaluations.
     """
     if forward is None:
         forward = logits_function(network)
     cm = np.zeros((num_classes, num_classes), "int64")
-    edge_f = SemanticEdgeF(num_classes) if task == "edge" else None
+    edge_f = ApproxSemanticEdgeF(num_classes) if task == "edge" else None
     for index, (images, targets) in enumerate(dataset):
         if steps is not None and index >= steps:
             break
