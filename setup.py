@@ -40,8 +40,7 @@ setup(
         ],
         # Reading PyTorch checkpoints (kerasfuse.convert); nothing else imports torch.
         "torch": ["torch>=2.1"],
-        # The SEAL / DFF MF-ODS protocol (compiled correspondPixels); evaluate.py asks for it.
-        "edge-eval": ["pyEdgeEval>=0.2.8,<0.3"],
+
     },
     entry_points={
         "console_scripts": [

@@ -86,7 +86,7 @@ def test_run_directory_slide_and_edge_model(workspace):
 @pytest.mark.slow
 def test_edge_protocol_without_pyedgeeval(workspace, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyEdgeEval._lib", None)
-    argv = [str(workspace / "fcn.keras"), "--data", data_pattern(workspace), "--task", "edge",
+    argv = [str(workspace / "dff.keras"), "--data", data_pattern(workspace),
             "--max-images", "1", "--thresholds", "3", "--quiet",
             "--output", str(workspace / "approx.json")]
     assert evaluate.main(argv) == 2
