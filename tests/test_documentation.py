@@ -105,6 +105,7 @@ SHRINK_PYTHON = [
     (r"\bstride=341\b", "stride=48"),
     (r"\b1024\b", "64"),
     (r"train=2000, val=200", "train=8, val=4"),
+    (r"weights=\"weights/[^\"]+\"", "weights=None"),        # a converted download
 ]
 
 #: Names a page's snippets use without defining them.
@@ -182,7 +183,12 @@ SETUP = {
                        "cp runs/default/final.keras model.keras",
                        "python -c 'import cv2, numpy as np; cv2.imwrite(\"street.png\", "
                        "np.full((64, 96, 3), 90, np.uint8))'"],
-    "docs/data.md": [],
+    "docs/data.md": [
+        "python -c 'import os, cv2, numpy as np\n"
+        "for d in (\"my/images\", \"my/labels\"): os.makedirs(d)\n"
+        "for i in range(2):\n"
+        "    cv2.imwrite(f\"my/images/{i}.png\", np.full((32, 48, 3), 60 * i, np.uint8))\n"
+        "    cv2.imwrite(f\"my/labels/{i}.png\", np.full((32, 48), i, np.uint8))'"],
     # Random state dicts in each backbone's ImageNet layout, under the documented file names.
     "docs/weights.md": [
         "python - <<'EOF'\nimport sys\nimport torch\nsys.path.insert(0, %r)\n"
