@@ -14,6 +14,7 @@ import sys
 import yaml
 
 from pipelines import converters, synthetic
+from pipelines.checks import read_option_file
 
 
 def _common(parser, default_shards):
@@ -94,15 +95,9 @@ def _apply_config(parser, argv):
     args = parser.parse_args(argv)
     subparser = parser._subparsers._group_actions[0].choices[args.source]
     if args.config:
-        try:
-            with open(args.config) as f:
-                config = yaml.safe_load(f) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise ValueError(f"cannot read --config {args.config}: {error}") from None
-        if not isinstance(config, dict):
-            raise ValueError(f"--config {args.config} must hold a mapping of options")
+        config = read_option_file(args.config)
         _check_keys(args, config, f"--config {args.config}")
-        subparser.set_defaults(**{k.replace("-", "_"): v for k, v in config.items()})
+        subparser.set_defaults(**config)
         args = parser.parse_args(argv)
     overrides = {}
     for item in args.overrides:

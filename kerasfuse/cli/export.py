@@ -26,6 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import yaml  # noqa: E402
 
 from kerasfuse.export.tflite import PRECISIONS  # noqa: E402
+from pipelines.checks import read_option_file  # noqa: E402
 
 
 def build_parser():
@@ -72,14 +73,7 @@ def resolve_args(argv):
     names = _option_names(parser)
     updates = {}
     if args.config:
-        try:
-            with open(args.config) as f:
-                mapping = yaml.safe_load(f) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise ValueError(f"--config {args.config}: {err}") from err
-        if not isinstance(mapping, dict):
-            raise ValueError(f"--config {args.config}: expected a mapping of options")
-        mapping = {k.replace("-", "_"): v for k, v in mapping.items()}
+        mapping = read_option_file(args.config)
         unknown = sorted(set(mapping) - names)
         if unknown:
             raise ValueError(f"--config {args.config}: unknown option(s) {unknown}")
