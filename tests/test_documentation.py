@@ -106,6 +106,8 @@ SHRINK_PYTHON = [
     (r"\b1024\b", "64"),
     (r"train=2000, val=200", "train=8, val=4"),
     (r"weights=\"weights/[^\"]+\"", "weights=None"),        # a converted download
+    (r"(load_config\(\"[^\"]+\", \[)",
+     r"\1" + "".join(f"{item!r}, " for item in TINY_TRAIN.split())),
 ]
 
 #: Names a page's snippets use without defining them.
@@ -119,6 +121,7 @@ images = np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype("float3
 labels = np.random.default_rng(1).integers(0, 19, (64, 64)).astype("int32")
 predictions = np.random.default_rng(2).integers(0, 19, (64, 64)).astype("int32")
 dataset = [(images, {"labels": labels[None]})]
+batches = [(labels[None], predictions[None])]
 edges_gt = (np.random.default_rng(3).uniform(size=(64, 64, 19)) > 0.9).astype("float32")
 edge_probs = np.random.default_rng(4).uniform(size=(64, 64, 19)).astype("float32")
 image, gt = images[0].astype("uint8"), labels
