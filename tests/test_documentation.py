@@ -93,6 +93,8 @@ SHRINK = [
     (r"--train 2000 --val 200", "--train 8 --val 4"),
     (r"(python \S*bench/export\.py\b.*)$", r"\1 --size 64 --repeats 1 --warmup 0 --models dmnet"),
     (r"(python \S*bench/primitives\.py\b.*)$", r"\1 --runs 1 --warmup 0"),
+    (r"(python \S*bench/metrics\.py\b.*)$",
+     r"\1 --height 64 --width 128 --classes 2 --thresholds 5"),
     (r"(python \S*bench/recipe\.py\b.*?)--steps \d+", r"\1--steps 2 --eval-every 2"),
     (r"--num-samples \d+", "--num-samples 2"),
 ]
