@@ -97,6 +97,7 @@ SHRINK = [
      r"\1 --height 64 --width 128 --classes 2 --thresholds 5"),
     (r"(python \S*bench/recipe\.py\b.*?)--steps \d+", r"\1--steps 2 --eval-every 2"),
     (r"--num-samples \d+", "--num-samples 2"),
+    (r"schedule\.warmup_steps=\d+", "schedule.warmup_steps=0"),
 ]
 
 #: (pattern, replacement) applied to Python snippets: tiny backbones and inputs, no downloads.
@@ -120,13 +121,13 @@ import kerasfuse
 model = kerasfuse.build_model("pspnet", 19, backbone="resnet_tiny", head_channels=8)
 dff_model = kerasfuse.build_model("dff", 19, backbone="resnet_tiny")
 images = np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype("float32")
-labels = np.random.default_rng(1).integers(0, 19, (64, 64)).astype("int32")
-predictions = np.random.default_rng(2).integers(0, 19, (64, 64)).astype("int32")
-dataset = [(images, {"labels": labels[None]})]
-batches = [(labels[None], predictions[None])]
-edges_gt = (np.random.default_rng(3).uniform(size=(64, 64, 19)) > 0.9).astype("float32")
-edge_probs = np.random.default_rng(4).uniform(size=(64, 64, 19)).astype("float32")
-image, gt = images[0].astype("uint8"), labels
+labels = np.random.default_rng(1).integers(0, 19, (1, 64, 64)).astype("int32")
+predictions = np.random.default_rng(2).integers(0, 19, (1, 64, 64)).astype("int32")
+dataset = [(images, {"labels": labels})]
+batches = [(labels, predictions)]
+edges_gt = (np.random.default_rng(3).uniform(size=(1, 64, 64, 19)) > 0.9).astype("float32")
+edge_probs = np.random.default_rng(4).uniform(size=(1, 64, 64, 19)).astype("float32")
+image, gt = images[0].astype("uint8"), labels[0]
 class_names = [f"class_{i}" for i in range(19)]
 flow = np.random.default_rng(5).normal(size=(64, 64, 2)).astype("float32")
 body_features = np.random.default_rng(6).normal(size=(16, 16, 8)).astype("float32")
