@@ -127,6 +127,7 @@ dataset = [(images, {"labels": labels})]
 batches = [(labels, predictions)]
 edges_gt = (np.random.default_rng(3).uniform(size=(1, 64, 64, 19)) > 0.9).astype("float32")
 edge_probs = np.random.default_rng(4).uniform(size=(1, 64, 64, 19)).astype("float32")
+edge_batches = [(edges_gt, edge_probs, labels)]
 image, gt = images[0].astype("uint8"), labels[0]
 class_names = [f"class_{i}" for i in range(19)]
 flow = np.random.default_rng(5).normal(size=(64, 64, 2)).astype("float32")
