@@ -44,15 +44,16 @@ def _reference(family, seed=0, **shape):
 
 
 def _save(tmp_path, net, family):
-    """The checkpoint as the authors' code writes it: mmseg {"meta", "state_dict"};
-    DFF's trainer a DataParallel state dict ("module." keys) under "state_dict"."""
+    """The checkpoint as the authors' code writes it: mmseg {"meta", "state_dict"}; DFF's
+    ``exps/train.py`` {"epoch", "state_dict" (of ``model.module``), "optimizer"}."""
     path = str(tmp_path / f"{family}.pth")
     state = net.state_dict()
     if family == "mmseg-dmnet":
         torch.save({"meta": {"iter": 40000}, "state_dict": state}, path)
     else:
-        torch.save({"epoch": 1, "state_dict": {f"module.{k}": v for k, v in state.items()}},
-                   path)
+        optimizer = {"state": {}, "param_groups": [{"lr": 0.08, "momentum": 0.9,
+                                                    "nesterov": False, "params": [0, 1]}]}
+        torch.save({"epoch": 200, "state_dict": state, "optimizer": optimizer}, path)
     return path
 
 
@@ -85,11 +86,12 @@ def _compare(model, net, size, crop):
 
 def _assert_every_tensor_accounted_for(report, net, family):
     """No tensor left unmapped: every source key is mapped or skipped by a named rule."""
-    keys = {f"module.{k}" if family != "mmseg-dmnet" else k for k in net.state_dict()}
+    keys = set(net.state_dict())
     assert set(report["mapped"]) | set(report["skipped"]) == keys
     assert not set(report["mapped"]) & set(report["skipped"])
     for key, reason in report["skipped"].items():
-        assert key.endswith("num_batches_tracked") or ".pretrained.fc." in key, (key, reason)
+        assert key.endswith("num_batches_tracked") or key.startswith("pretrained.fc."), (
+            key, reason)
     assert report["counts"]["mapped"] == len(report["mapped"])
 
 
@@ -172,9 +174,8 @@ def test_unmapped_tensor_fails_the_conversion(tmp_path, capsys):
     net = _reference("casenet")
     net.extra = torch.nn.Conv2d(3, 3, 1)  # a module the published CaseNet does not have
     err = _error(tmp_path, capsys, net, "casenet", "casenet")
-    assert "first mismatching tensor: module.extra.weight (no layer None" in err
-    assert "2 source tensor(s) not mapped to any layer: [module.extra.weight, " \
-           "module.extra.bias]" in err
+    assert "first mismatching tensor: extra.weight (no Keras layer for module 'extra')" in err
+    assert "2 source tensor(s) not mapped to any layer: [extra.weight, extra.bias]" in err
 
 
 def test_bad_flags_and_output_are_one_line_errors(tmp_path, capsys):
@@ -221,9 +222,9 @@ def test_converted_model_fits_one_step_and_exports_with_parity(tmp_path, capsys)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family,depth", [("mmseg-dmnet", 50), ("mmseg-dmnet", 101),
-                                          ("dff", 50), ("dff", 101),
-                                          ("casenet", 50), ("casenet", 101)])
+# ResNet-101's key names include ResNet-50's; one R50 case checks the depth inference.
+@pytest.mark.parametrize("family,depth", [("mmseg-dmnet", 101), ("dff", 101),
+                                          ("casenet", 50)])
 def test_published_shapes_build_and_map(family, depth):
     """At the published shapes (ResNet-50/101, 19 classes, 512-channel DMHead) every key of
     the reference state dict maps onto the model the family builds (no forward pass)."""
@@ -268,8 +269,9 @@ def test_converted_model_equals_torch_reference_at_published_widths(tmp_path, ca
     path, report = _convert(tmp_path, net, family, capsys)
     _assert_every_tensor_accounted_for(report, net, family)
     model = load_keras_model(path)
-    _compare(model, net, (128, 256), crop=False)
-    _compare(model, net, (129, 255), crop=True)
+    for size, crop in (((128, 256), False), ((129, 255), True)):
+        errors = _compare(model, net, size, crop=crop)
+        print(f"{family} {size}: max relative difference {max(errors.values()):.2e}")
 
 
 def test_family_references_name_their_files():
