@@ -111,6 +111,7 @@ def test_converted_model_equals_torch_reference(tmp_path, capsys, family, output
     even = _compare(model, net, EVEN, crop=False)
     odd = _compare(model, net, ODD, crop=True)
     assert set(even) == set(odd) == outputs
+    print(f"{family}: max relative difference {max(*even.values(), *odd.values()):.2e}")
 
 
 def test_dmnet_infers_fusion_filter_sizes_and_no_aux_head(tmp_path, capsys):
