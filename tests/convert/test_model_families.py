@@ -197,6 +197,7 @@ def test_every_family_is_listed():
     assert {"mmseg-dmnet", "dff", "casenet"} <= set(load_families())
 
 
+@pytest.mark.slow
 def test_converted_model_fits_one_step_and_exports_with_parity(tmp_path, capsys):
     """The converted file trains with the method loss and exports (SavedModel parity)."""
     from kerasfuse.export import export_model
@@ -220,6 +221,14 @@ def test_converted_model_fits_one_step_and_exports_with_parity(tmp_path, capsys)
     result = export_model(path, str(tmp_path / "export"), precisions=(), parity_samples=1,
                           input_size=(32, 32), log=None)
     assert result.rows and all(row.max_abs_diff <= 1e-4 for row in result.rows)
+    # predict.py takes the converted file unchanged.
+    import cv2
+
+    from kerasfuse.cli.predict import main as predict
+
+    cv2.imwrite(str(tmp_path / "street.png"), images[0].astype("uint8"))
+    assert predict([path, str(tmp_path / "street.png"), "--out", str(tmp_path / "pred")]) == 0
+    assert os.listdir(tmp_path / "pred")
 
 
 @pytest.mark.slow
