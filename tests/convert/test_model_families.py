@@ -186,6 +186,8 @@ def test_bad_flags_and_output_are_one_line_errors(tmp_path, capsys):
     assert "does not take option(s) ['filter_sizes']" in _error(
         tmp_path, capsys, net, "casenet", "casenet", "--set", "filter_sizes=[1]")
     assert "unknown --model 'pspnet'" in _error(tmp_path, capsys, net, "casenet", "pspnet")
+    assert "--prefix is for --backbone conversions" in _error(
+        tmp_path, capsys, net, "casenet", "casenet", "--prefix", "pretrained.")
     with pytest.raises(ConversionError, match="must end in .keras"):
         convert_model_checkpoint(_save(tmp_path, net, "casenet"), "casenet",
                                  str(tmp_path / "x.weights.h5"))
