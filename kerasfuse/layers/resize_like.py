@@ -14,6 +14,9 @@ class ResizeLike(keras.layers.Layer):
 
     Args:
         method: "bilinear" (half-pixel centres, ``align_corners=False``) or "nearest".
+        align_corners: bilinear with corner-aligned sampling, torch
+            ``interpolate(align_corners=True)`` (:func:`kerasfuse.ops.resize_bilinear`);
+            the PyTorch-Encoding and DecoupleSegNets reference code resizes this way.
         **kwargs: standard ``keras.layers.Layer`` arguments.
 
     Call arguments:
@@ -26,14 +29,18 @@ class ResizeLike(keras.layers.Layer):
         >>> up = ResizeLike()([low_res_logits, image])
     """
 
-    def __init__(self, method="bilinear", **kwargs):
+    def __init__(self, method="bilinear", align_corners=False, **kwargs):
         super().__init__(**kwargs)
         check_resize_method(method)
+        if align_corners and method != "bilinear":
+            raise ValueError(f"align_corners=True needs method='bilinear', got {method!r}")
         self.method = method
+        self.align_corners = bool(align_corners)
 
     def call(self, inputs):
         x, reference = inputs
-        return resize_like(x, reference, method=self.method)
+        return resize_like(x, reference, method=self.method,
+                           align_corners=self.align_corners)
 
     def compute_output_shape(self, input_shape):
         x_shape, ref_shape = input_shape
@@ -41,5 +48,5 @@ class ResizeLike(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"method": self.method})
+        config.update({"method": self.method, "align_corners": self.align_corners})
         return config
