@@ -32,7 +32,7 @@ class ContextAwareFilters(keras.layers.Layer):
         >>> filters = ContextAwareFilters(3, 512)(features["res5"])  # [B, 3, 3, 512]
 
     Reference:
-        Fang et al., "Dynamic Multi-scale Filters for Semantic Segmentation", ICCV 2019,
+        He et al., "Dynamic Multi-scale Filters for Semantic Segmentation", ICCV 2019,
         Sec. 3.2: "the filter generator g_k consists of one adaptive average pooling
         operation and one 1x1 convolution"; ``g_k(x)`` in eq. (1).
     """

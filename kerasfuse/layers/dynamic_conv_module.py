@@ -44,7 +44,7 @@ class DynamicConvModule(keras.layers.Layer):
         >>> out = DynamicConvModule(512)(x, filters)  # [B, H/8, W/8, 512]
 
     Reference:
-        Fang et al., "Dynamic Multi-scale Filters for Semantic Segmentation", ICCV 2019,
+        He et al., "Dynamic Multi-scale Filters for Semantic Segmentation", ICCV 2019,
         Sec. 3.2, eq. (1): ``h_k = f_k(x) (*) g_k(x)``, then ``O_k`` = 1x1 conv of ``h_k``.
     """
 

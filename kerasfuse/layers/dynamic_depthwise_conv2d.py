@@ -57,7 +57,7 @@ class DynamicDepthwiseConv2D(keras.layers.Layer):
         (2, 32, 32, 8)
 
     Reference:
-        Fang et al., "Dynamic Multi-scale Filters for Semantic Segmentation", ICCV 2019,
+        He et al., "Dynamic Multi-scale Filters for Semantic Segmentation", ICCV 2019,
         eq. (1): ``h_k = f_k(x) (*) g_k(x)`` with ``(*)`` the depthwise convolution of the
         reduced feature ``f_k(x)`` with the context-aware filters ``g_k(x)``.
     """

@@ -34,7 +34,7 @@ class StaticConvModule(keras.layers.Layer):
         >>> out = StaticConvModule(filter_size=5, channels=512)(features["res5"])
 
     Reference:
-        Fang et al., "Dynamic Multi-scale Filters for Semantic Segmentation", ICCV 2019,
+        He et al., "Dynamic Multi-scale Filters for Semantic Segmentation", ICCV 2019,
         Sec. 4.2, Table 1 (static depthwise {1,3,5,7}: 71.88 vs dynamic 78.21 mIoU):
         eq. (1) with ``g_k(x)`` replaced by a learned constant kernel.
     """

@@ -90,7 +90,7 @@ def build_dmnet(num_classes, backbone="resnet50", input_shape=(None, None, 3), w
     output-equal (``kerasfuse-convert CKPT --model mmseg-dmnet``, docs/weights.md).
 
     Reference:
-        Fang et al., "Dynamic Multi-scale Filters for Semantic Segmentation", ICCV 2019,
+        He et al., "Dynamic Multi-scale Filters for Semantic Segmentation", ICCV 2019,
         Fig. 2 and eq. (1).
     """
 
