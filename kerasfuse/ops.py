@@ -20,14 +20,44 @@ def check_resize_method(method):
         raise ValueError(f"resize method must be one of {RESIZE_METHODS}, got {method!r}")
 
 
-def resize_to(x, size, method="bilinear"):
+def _align_corners_axis(x, size, axis):
+    """Bilinear resize of one spatial axis with corner pixels aligned (any backend)."""
+    length = ops.shape(x)[axis]
+    scale = ops.cast(length - 1, "float32") / ops.cast(ops.maximum(size - 1, 1), "float32")
+    position = ops.cast(ops.arange(size), "float32") * scale
+    low = ops.cast(ops.floor(position), "int32")
+    high = ops.minimum(low + 1, length - 1)
+    weight = ops.cast(position - ops.cast(low, "float32"), x.dtype)
+    shape = [1, 1, 1, 1]
+    shape[axis] = -1
+    weight = ops.reshape(weight, shape)
+    return (ops.take(x, low, axis=axis) * (1.0 - weight)
+            + ops.take(x, high, axis=axis) * weight)
+
+
+def resize_to(x, size, method="bilinear", align_corners=False):
     """Resize NHWC ``x`` to ``size`` = (height, width); ints or scalar tensors.
 
     Bilinear uses the half-pixel convention (``align_corners=False``), identical to
     ``keras.ops.image.resize`` and ``torch.nn.functional.interpolate(align_corners=False)``
-    without antialiasing. The result keeps ``x``'s dtype.
+    without antialiasing. ``align_corners=True`` maps the corner pixels of input and
+    output onto each other (output pixel ``i`` samples ``i * (in - 1) / (out - 1)``), as
+    ``torch.nn.functional.interpolate(..., align_corners=True)`` does in the reference code
+    of DecoupleSegNet and GFFNet (``network/nn/mynn.py``, ``Upsample``); bilinear only.
+    The result keeps ``x``'s dtype.
     """
     check_resize_method(method)
+    if align_corners:
+        if method != "bilinear":
+            raise ValueError(f"align_corners=True needs method='bilinear', got {method!r}")
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            out = tf.compat.v1.image.resize_bilinear(x, size, align_corners=True,
+                                                     half_pixel_centers=False)
+            return tf.cast(out, x.dtype)
+        x = _align_corners_axis(x, size[0], 1)
+        return _align_corners_axis(x, size[1], 2)
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
@@ -38,13 +68,15 @@ def resize_to(x, size, method="bilinear"):
     )
 
 
-def resize_like(x, reference, method="bilinear"):
-    """Resize NHWC ``x`` to the spatial size of NHWC ``reference`` (dynamic shapes ok)."""
+def resize_like(x, reference, method="bilinear", align_corners=False):
+    """Resize NHWC ``x`` to the spatial size of NHWC ``reference`` (dynamic shapes ok);
+    ``align_corners`` as in :func:`resize_to`."""
     check_resize_method(method)
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         shape = tf.shape(reference)
-        return resize_to(x, (shape[1], shape[2]), method=method)
+        return resize_to(x, (shape[1], shape[2]), method=method,
+                         align_corners=align_corners)
     shape = ops.shape(reference)
-    return resize_to(x, (shape[1], shape[2]), method=method)
+    return resize_to(x, (shape[1], shape[2]), method=method, align_corners=align_corners)

@@ -14,6 +14,9 @@ class ResizeLike(keras.layers.Layer):
 
     Args:
         method: "bilinear" (half-pixel centres, ``align_corners=False``) or "nearest".
+        align_corners: bilinear with the corner pixels aligned (torch
+            ``interpolate(align_corners=True)``), as the DecoupleSegNet / GFFNet reference
+            code resizes (``network/nn/mynn.py``, ``Upsample``); default False.
         **kwargs: standard ``keras.layers.Layer`` arguments.
 
     Call arguments:
@@ -26,14 +29,19 @@ class ResizeLike(keras.layers.Layer):
         >>> up = ResizeLike()([low_res_logits, image])
     """
 
-    def __init__(self, method="bilinear", **kwargs):
+    def __init__(self, method="bilinear", align_corners=False, **kwargs):
         super().__init__(**kwargs)
         check_resize_method(method)
+        if not isinstance(align_corners, bool) or (align_corners and method != "bilinear"):
+            raise ValueError(f"align_corners must be a bool (True only with bilinear), got "
+                             f"{align_corners!r} with method {method!r}")
         self.method = method
+        self.align_corners = align_corners
 
     def call(self, inputs):
         x, reference = inputs
-        return resize_like(x, reference, method=self.method)
+        return resize_like(x, reference, method=self.method,
+                           align_corners=self.align_corners)
 
     def compute_output_shape(self, input_shape):
         x_shape, ref_shape = input_shape
@@ -41,5 +49,5 @@ class ResizeLike(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"method": self.method})
+        config.update({"method": self.method, "align_corners": self.align_corners})
         return config
