@@ -20,44 +20,60 @@ def check_resize_method(method):
         raise ValueError(f"resize method must be one of {RESIZE_METHODS}, got {method!r}")
 
 
-def _align_corners_axis(x, size, axis):
-    """Bilinear resize of one spatial axis with corner pixels aligned (any backend)."""
-    length = ops.shape(x)[axis]
-    scale = ops.cast(length - 1, "float32") / ops.cast(ops.maximum(size - 1, 1), "float32")
-    position = ops.cast(ops.arange(size), "float32") * scale
-    low = ops.cast(ops.floor(position), "int32")
-    high = ops.minimum(low + 1, length - 1)
-    weight = ops.cast(position - ops.cast(low, "float32"), x.dtype)
+def _align_corners_axis(x, axis, out_size):
+    """Linear interpolation along ``axis`` with ``align_corners=True`` (keras.ops only).
+
+    Output sample i sits at input coordinate ``i * (n - 1) / (out_size - 1)`` (0 when
+    ``out_size == 1``), the corner-aligned rule of torch ``interpolate(align_corners=True)``.
+    """
+    n = ops.shape(x)[axis]
+    dtype = "float32"
+    scale = ops.divide(ops.cast(n - 1, dtype),
+                       ops.cast(ops.maximum(out_size - 1, 1), dtype))
+    coords = ops.multiply(ops.cast(ops.arange(out_size), dtype), scale)
+    low = ops.floor(coords)
+    frac = ops.cast(coords - low, x.dtype)
+    low = ops.cast(low, "int32")
+    high = ops.minimum(low + 1, n - 1)
     shape = [1, 1, 1, 1]
     shape[axis] = -1
-    weight = ops.reshape(weight, shape)
-    return (ops.take(x, low, axis=axis) * (1.0 - weight)
-            + ops.take(x, high, axis=axis) * weight)
+    frac = ops.reshape(frac, shape)
+    a = ops.take(x, low, axis=axis)
+    b = ops.take(x, high, axis=axis)
+    return a + (b - a) * frac
 
 
-def resize_to(x, size, method="bilinear", align_corners=False):
+def resize_bilinear(x, size, align_corners=False):
+    """Bilinear resize of NHWC ``x`` to ``size`` = (height, width), torch conventions.
+
+    ``align_corners=False`` is the half-pixel rule (:func:`resize_to`); ``True`` maps the
+    corner pixels of input and output onto each other, output (i, j) sampling input
+    ``(i (H-1)/(h-1), j (W-1)/(w-1))`` — ``torch.nn.functional.interpolate(mode="bilinear",
+    align_corners=True)``, used by PyTorch-Encoding (``up_kwargs``) and DecoupleSegNets'
+    ``Upsample``. On TensorFlow it is ``tf.compat.v1.image.resize_bilinear(align_corners=
+    True)`` (one TFLite RESIZE_BILINEAR op); elsewhere two gathers and lerps in keras.ops.
+    The result keeps ``x``'s dtype; ``size`` may hold scalar tensors.
+    """
+    if not align_corners:
+        return resize_to(x, size)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        out = tf.compat.v1.image.resize_bilinear(x, tf.stack(size), align_corners=True,
+                                                 half_pixel_centers=False)
+        return tf.cast(out, x.dtype)
+    return _align_corners_axis(_align_corners_axis(x, 1, size[0]), 2, size[1])
+
+
+def resize_to(x, size, method="bilinear"):
     """Resize NHWC ``x`` to ``size`` = (height, width); ints or scalar tensors.
 
     Bilinear uses the half-pixel convention (``align_corners=False``), identical to
     ``keras.ops.image.resize`` and ``torch.nn.functional.interpolate(align_corners=False)``
-    without antialiasing. ``align_corners=True`` maps the corner pixels of input and
-    output onto each other (output pixel ``i`` samples ``i * (in - 1) / (out - 1)``), as
-    ``torch.nn.functional.interpolate(..., align_corners=True)`` does in the reference code
-    of DecoupleSegNet and GFFNet (``network/nn/mynn.py``, ``Upsample``); bilinear only.
-    The result keeps ``x``'s dtype.
+    without antialiasing (see :func:`resize_bilinear` for ``align_corners=True``). The
+    result keeps ``x``'s dtype.
     """
     check_resize_method(method)
-    if align_corners:
-        if method != "bilinear":
-            raise ValueError(f"align_corners=True needs method='bilinear', got {method!r}")
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-
-            out = tf.compat.v1.image.resize_bilinear(x, size, align_corners=True,
-                                                     half_pixel_centers=False)
-            return tf.cast(out, x.dtype)
-        x = _align_corners_axis(x, size[0], 1)
-        return _align_corners_axis(x, size[1], 2)
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
@@ -69,14 +85,19 @@ def resize_to(x, size, method="bilinear", align_corners=False):
 
 
 def resize_like(x, reference, method="bilinear", align_corners=False):
-    """Resize NHWC ``x`` to the spatial size of NHWC ``reference`` (dynamic shapes ok);
-    ``align_corners`` as in :func:`resize_to`."""
+    """Resize NHWC ``x`` to the spatial size of NHWC ``reference`` (dynamic shapes ok).
+
+    ``align_corners=True`` (bilinear only) follows :func:`resize_bilinear`.
+    """
     check_resize_method(method)
+    if align_corners and method != "bilinear":
+        raise ValueError(f"align_corners=True needs method='bilinear', got {method!r}")
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         shape = tf.shape(reference)
-        return resize_to(x, (shape[1], shape[2]), method=method,
-                         align_corners=align_corners)
-    shape = ops.shape(reference)
-    return resize_to(x, (shape[1], shape[2]), method=method, align_corners=align_corners)
+    else:
+        shape = ops.shape(reference)
+    if align_corners:
+        return resize_bilinear(x, (shape[1], shape[2]), align_corners=True)
+    return resize_to(x, (shape[1], shape[2]), method=method)

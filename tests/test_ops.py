@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from kerasfuse.layers import ResizeLike
-from kerasfuse.ops import resize_like, resize_to
+from kerasfuse.ops import resize_bilinear, resize_like, resize_to
 from tests.helpers import check_config_round_trip, run_layer_test
 
 
@@ -128,3 +128,69 @@ def test_bad_method_raises():
         resize_like(x, x, method="area")
     with pytest.raises(ValueError, match="got 'bicubic'"):
         ResizeLike(method="bicubic")
+
+
+def reference_align_corners(x, out_h, out_w):
+    """Independent NumPy loop: corner-aligned sampling (torch align_corners=True)."""
+    batch, in_h, in_w, channels = x.shape
+    out = np.zeros((batch, out_h, out_w, channels), "float64")
+
+    def source(i, in_size, out_size):
+        pos = i * (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
+        low = min(int(np.floor(pos)), in_size - 1)
+        return low, min(low + 1, in_size - 1), pos - low
+
+    for i in range(out_h):
+        top, bottom, fy = source(i, in_h, out_h)
+        for j in range(out_w):
+            left, right, fx = source(j, in_w, out_w)
+            out[:, i, j] = (
+                (1 - fy) * ((1 - fx) * x[:, top, left] + fx * x[:, top, right])
+                + fy * ((1 - fx) * x[:, bottom, left] + fx * x[:, bottom, right])
+            )
+    return out
+
+
+@pytest.mark.parametrize("out_size", [(7, 4), (2, 3), (1, 5), (3, 3)])
+def test_resize_bilinear_align_corners_matches_numpy_loop(out_size):
+    x = random_map((2, 3, 5, 2), seed=4)
+    expected = reference_align_corners(x.astype("float64"), *out_size)
+    np.testing.assert_allclose(resize_bilinear(x, out_size, align_corners=True), expected,
+                               atol=1e-5)
+    np.testing.assert_allclose(resize_bilinear(x, out_size), reference_bilinear(
+        x.astype("float64"), *out_size), atol=1e-5)
+
+
+def test_resize_bilinear_align_corners_hand_values():
+    x = np.array([0.0, 3.0], "float32").reshape(1, 1, 2, 1)
+    out = np.asarray(resize_bilinear(x, (1, 4), align_corners=True))[0, 0, :, 0]
+    np.testing.assert_allclose(out, [0.0, 1.0, 2.0, 3.0], atol=1e-6)
+
+
+def test_resize_like_align_corners_gradient_matches_finite_differences():
+    x = tf.constant(random_map((1, 3, 4, 1), seed=5), "float64")
+    reference = tf.zeros((1, 5, 7, 1), "float64")
+    weights = tf.constant(random_map((1, 5, 7, 1), seed=6), "float64")
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(resize_like(x, reference, align_corners=True) * weights)
+    grad = tape.gradient(loss, x).numpy()
+    numeric = np.zeros_like(grad)
+    for index in np.ndindex(*x.shape):
+        step = np.zeros(x.shape)
+        step[index] = 0.5  # the resize is linear: central differences are exact
+        plus = tf.reduce_sum(resize_like(x + step, reference, align_corners=True) * weights)
+        minus = tf.reduce_sum(resize_like(x - step, reference, align_corners=True) * weights)
+        numeric[index] = (plus - minus).numpy()
+    np.testing.assert_allclose(grad, numeric, atol=1e-5)
+
+
+def test_resize_like_layer_align_corners_config_and_errors():
+    layer = ResizeLike(align_corners=True)
+    check_config_round_trip(layer)
+    x = random_map((1, 2, 3, 1), seed=7)
+    out = layer([x, np.zeros((1, 4, 5, 1), "float32")])
+    np.testing.assert_allclose(out, reference_align_corners(x.astype("float64"), 4, 5),
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="align_corners=True needs method='bilinear'"):
+        ResizeLike(method="nearest", align_corners=True)

@@ -133,7 +133,51 @@ def _listing(items):
     return f"[{shown}{f', ... {more} more' if more > 0 else ''}]"
 
 
-def map_state_dict(state_dict, model, skip_rules=DEFAULT_SKIP_RULES, prefixes=()):
+def _dunder(module):
+    return module.replace(".", "__")
+
+
+def _is_leaf(layer):
+    return _rules(layer) is not None
+
+
+def layer_paths(model):
+    """Every weighted leaf layer of a full model by path, ``{"a/b/c": layer}``.
+
+    A path joins layer names with "/": a top-level layer (``fuse``), a layer of a nested
+    functional model (``backbone/layer1__0__conv1``) or a sublayer of a composite layer
+    (``dcm3/reduce_conv``). Leaf layers are the types :mod:`kerasfuse.convert.mapping`
+    knows (Conv2D, Conv2DTranspose, DepthwiseConv2D, Dense, BatchNormalization).
+    """
+    found = {}
+
+    def walk(layer, prefix):
+        path = f"{prefix}{layer.name}"
+        if _is_leaf(layer):
+            if layer.weights:
+                found[path] = layer
+            return
+        children = (layer.layers if isinstance(layer, keras.Model)
+                    else layer._flatten_layers(include_self=False, recursive=False))
+        for child in children:
+            walk(child, f"{path}/")
+
+    for layer in model.layers:
+        walk(layer, "")
+    return found
+
+
+def default_layer_path(module):
+    """The naming convention: ``backbone.layer1.0.conv1`` -> ``backbone/layer1__0__conv1``,
+    ``decode_head.conv_seg`` -> ``decode_head__conv_seg``."""
+    head, dot, rest = module.partition(".")
+    if head == BACKBONE_SUBMODEL and dot:
+        return f"{BACKBONE_SUBMODEL}/{rest.replace('.', '__')}"
+    return module.replace(".", "__")
+
+
+def map_state_dict(state_dict, model, skip_rules=DEFAULT_SKIP_RULES, prefixes=(),
+                   layer_path=None):
     """Assign a state dict to ``model`` (bare backbone or full model) and report.
 
     Args:
@@ -142,6 +186,11 @@ def map_state_dict(state_dict, model, skip_rules=DEFAULT_SKIP_RULES, prefixes=()
         skip_rules: ``(pattern, reason)`` pairs; keys matching a pattern (after the prefix
             rule) are skipped and reported with the reason.
         prefixes: explicit key prefixes (see :func:`select_prefix`).
+        layer_path: full-model mode: ``layer_path(module) -> Keras layer path or None``
+            maps a source module path (the key without its parameter name, after the
+            prefix rule) onto :func:`layer_paths` of the whole model; None leaves the
+            tensor unmapped. Without it the backbone convention applies (the layers of
+            the nested "backbone" sub-model, or of ``model`` itself, by name).
 
     Returns:
         The report: ``prefix_rule``, ``mapped`` (key -> "layer/variable"), ``skipped``
@@ -151,9 +200,14 @@ def map_state_dict(state_dict, model, skip_rules=DEFAULT_SKIP_RULES, prefixes=()
         ConversionError: unmapped source tensors, target variables left unset or shape
             mismatches (all of them, in one message). Nothing is assigned then.
     """
-    layers = target_layers(model)
+    if layer_path is None:
+        layers = target_layers(model)
+        layer_path = _dunder
+    else:
+        layers = layer_paths(model)
     rename, prefix_rule = select_prefix(list(state_dict), prefixes)
     planned, skipped, unmapped, mismatched = {}, {}, [], []
+    first = None  # the first problem in source order, named first in the message
     for key, value in state_dict.items():
         renamed = rename(key)
         if renamed is None:
@@ -164,19 +218,22 @@ def map_state_dict(state_dict, model, skip_rules=DEFAULT_SKIP_RULES, prefixes=()
             skipped[key] = f"{rule[1]} (rule {rule[0]!r})"
             continue
         module, _, param = renamed.rpartition(".")
-        layer = layers.get(module.replace(".", "__"))
+        target = layer_path(module)
+        layer = layers.get(target) if target is not None else None
         rules = _rules(layer) if layer is not None else None
         if not rules or param not in rules:
             unmapped.append(key)
+            first = first or f"{key} (no layer {target!r} with parameter {param!r})"
             continue
         attr, transform = rules[param]
         variable = getattr(layer, attr)
         converted = transform(np.asarray(value, dtype="float32"))
         if tuple(converted.shape) != tuple(variable.shape):
-            mismatched.append(f"{key} {list(np.shape(value))} does not fit {layer.name}/"
+            mismatched.append(f"{key} {list(np.shape(value))} does not fit {target}/"
                               f"{attr} {list(variable.shape)}")
+            first = first or mismatched[-1]
             continue
-        planned[key] = (layer.name, attr, variable, converted)
+        planned[key] = (target, attr, variable, converted)
 
     assigned = {id(item[2]) for item in planned.values()}
     unset = [f"{name}/{variable.path.rsplit('/', 1)[-1]}"
@@ -184,6 +241,8 @@ def map_state_dict(state_dict, model, skip_rules=DEFAULT_SKIP_RULES, prefixes=()
              if id(variable) not in assigned]
     if unmapped or unset or mismatched:
         parts = []
+        if first:
+            parts.append(f"first mismatching tensor: {first}")
         if mismatched:
             parts.append(f"{len(mismatched)} shape mismatch(es): {_listing(mismatched)}")
         if unmapped:

@@ -14,9 +14,9 @@ class ResizeLike(keras.layers.Layer):
 
     Args:
         method: "bilinear" (half-pixel centres, ``align_corners=False``) or "nearest".
-        align_corners: bilinear with the corner pixels aligned (torch
-            ``interpolate(align_corners=True)``), as the DecoupleSegNet / GFFNet reference
-            code resizes (``network/nn/mynn.py``, ``Upsample``); default False.
+        align_corners: bilinear with corner-aligned sampling, torch
+            ``interpolate(align_corners=True)`` (:func:`kerasfuse.ops.resize_bilinear`);
+            the PyTorch-Encoding and DecoupleSegNets reference code resizes this way.
         **kwargs: standard ``keras.layers.Layer`` arguments.
 
     Call arguments:
@@ -32,11 +32,10 @@ class ResizeLike(keras.layers.Layer):
     def __init__(self, method="bilinear", align_corners=False, **kwargs):
         super().__init__(**kwargs)
         check_resize_method(method)
-        if not isinstance(align_corners, bool) or (align_corners and method != "bilinear"):
-            raise ValueError(f"align_corners must be a bool (True only with bilinear), got "
-                             f"{align_corners!r} with method {method!r}")
+        if align_corners and method != "bilinear":
+            raise ValueError(f"align_corners=True needs method='bilinear', got {method!r}")
         self.method = method
-        self.align_corners = align_corners
+        self.align_corners = bool(align_corners)
 
     def call(self, inputs):
         x, reference = inputs
