@@ -193,3 +193,17 @@ def run(net, image):
     with torch.no_grad():
         out = net((x - mean) / std)
     return {k: v.permute(0, 2, 3, 1).numpy() for k, v in out.items()}
+
+
+def calibrate_flow(net, image, std=3.0):
+    """Scale ``flow_make`` so the flow on ``image`` has standard deviation ``std`` (grid
+    units, ~std/2 pixels): random trunks give features of any scale, and a flow far outside
+    the image would warp nothing but zeros and test nothing."""
+    captured = {}
+    handle = net.squeeze_body_edge.flow_make.register_forward_hook(
+        lambda module, inputs, output: captured.setdefault("flow", output))
+    run(net, image)
+    handle.remove()
+    with torch.no_grad():
+        net.squeeze_body_edge.flow_make.weight.mul_(std / float(captured["flow"].std()))
+    return net
