@@ -197,9 +197,10 @@ def test_large_input_equals_torch(tmp_path):
     assert_equal_outputs(model, net, sizes=((512, 1024), (257, 513)))
 
 
+@pytest.mark.slow
 def test_converted_model_fits_one_step_and_exports(tmp_path):
-    """The converted file trains with fit (method loss) and exports (SavedModel + TFLite
-    float32) with the parity check passing."""
+    """The converted file trains with fit (method loss) and exports (SavedModel) with the
+    parity check passing."""
     net = reference("fcn-resnet_d")
     assert convert(tmp_path, save(tmp_path, net.state_dict()))[0] == 0
     model = load_keras_model(str(tmp_path / "decouple.keras"))
@@ -214,6 +215,7 @@ def test_converted_model_fits_one_step_and_exports(tmp_path):
     assert np.isfinite(history.history["loss"][0])
     assert any(not np.array_equal(b, w.numpy())
                for b, w in zip(before, model.trainable_weights))
-    result = export_model(model, str(tmp_path / "export"), precisions=("float32",),
+    result = export_model(model, str(tmp_path / "export"), precisions=(),
                           parity_samples=1, input_size=(64, 64), log=None)
-    assert len(result.rows) == 2 and all(row.max_abs_diff <= 1e-4 for row in result.rows)
+    checked = [row for row in result.rows if row.format != "keras"]
+    assert checked and all(row.checked and row.max_abs_diff <= 1e-4 for row in checked)
