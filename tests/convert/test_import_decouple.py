@@ -91,12 +91,28 @@ def assert_equal_outputs(model, net, sizes=SIZES):
             assert_close(features[key], expected[key], f"{key} at {size}")
 
 
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """``converted(case) -> (torch net, .keras path, report)``, each case converted once
+    with the CLI and shared by the tests of this module."""
+    cache = {}
+
+    def get(case):
+        if case not in cache:
+            tmp_path = tmp_path_factory.mktemp(case)
+            net = reference(case)
+            code, output = convert(tmp_path, save(tmp_path, net.state_dict()))
+            assert code == 0
+            report = json.loads((tmp_path / "decouple.report.json").read_text())
+            cache[case] = net, str(output), report
+        return cache[case]
+
+    return get
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_converted_checkpoint_equals_torch(tmp_path, case, capsys):
-    net = reference(case)
-    code, output = convert(tmp_path, save(tmp_path, net.state_dict()))
-    assert code == 0, capsys.readouterr().err
-    report = json.loads((tmp_path / "decouple.report.json").read_text())
+def test_converted_checkpoint_equals_torch(case, converted):
+    net, output, report = converted(case)
     assert report["status"] == "ok"
     assert report["build"]["context"] == CASES[case][0]
     # Every tensor is mapped; only BN update counters are skipped.
@@ -107,7 +123,7 @@ def test_converted_checkpoint_equals_torch(tmp_path, case, capsys):
         assert report["mapped"]["module.layer0.0.3.weight"] == "backbone/conv1__3/kernel"
         assert report["mapped"]["module.layer0.1.running_var"] == (
             "backbone/bn1/moving_variance")
-    model = load_keras_model(str(output))
+    model = load_keras_model(output)
     assert model.model_name == f"decouple_{CASES[case][0]}"
     assert_equal_outputs(model, net)
 
@@ -189,21 +205,18 @@ def test_published_shapes_build_and_map(context, trunk):
 
 
 @pytest.mark.slow
-def test_large_input_equals_torch(tmp_path):
+def test_large_input_equals_torch(converted):
     """512 x 1024 (Cityscapes crops) and an odd 257 x 513, on the narrow reference."""
-    net = reference("deeplabv3plus-resnet_d")
-    assert convert(tmp_path, save(tmp_path, net.state_dict()))[0] == 0
-    model = load_keras_model(str(tmp_path / "decouple.keras"))
+    net, output, _ = converted("deeplabv3plus-resnet_d")
+    model = load_keras_model(output)
     assert_equal_outputs(model, net, sizes=((512, 1024), (257, 513)))
 
 
 @pytest.mark.slow
-def test_converted_model_fits_one_step_and_exports(tmp_path):
+def test_converted_model_fits_one_step_and_exports(tmp_path, converted):
     """The converted file trains with fit (method loss) and exports (SavedModel) with the
     parity check passing."""
-    net = reference("fcn-resnet_d")
-    assert convert(tmp_path, save(tmp_path, net.state_dict()))[0] == 0
-    model = load_keras_model(str(tmp_path / "decouple.keras"))
+    model = load_keras_model(converted("fcn-resnet_d")[1])
     images = _image((64, 64))
     labels = np.zeros((1, 64, 64), "int32")
     labels[:, 16:40, 8:] = 3
