@@ -118,6 +118,8 @@ def build_decouple_segnet(num_classes, context="deeplabv3plus", backbone="resnet
 
     image, features = backbone_features(backbone, input_shape, output_stride, weights,
                                         **backbone_options)
+    if fine_level not in features:
+        raise ValueError(f"fine_level must be one of {sorted(features)}, got {fine_level!r}")
     f = CONTEXT_MODULES[context](features, context_channels, output_stride)
 
     body, _ = body_generation(f)
