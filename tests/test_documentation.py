@@ -205,7 +205,17 @@ SETUP = {
         "('resnet50_torchvision', 'resnet50-0676ba61.pth'), "
         "('resnet50_v1c', 'resnet50_v1c-2cccc1ad.pth'), ('resnet50_d', 'resnet50-deep.pth')]:\n"
         "    torch.save(torch_layout_state_dict(build_backbone(name)), file)\nEOF"
-        % os.path.join(ROOT, "bench")],
+        % os.path.join(ROOT, "bench"),
+        # Tiny-width published layouts under the documented file names (19 classes).
+        "python - <<'EOF'\nimport sys\nimport torch\nsys.path.insert(0, %r)\n"
+        "from tests.convert import torch_models as tm\n"
+        "tiny = {'depths': (1, 1, 1, 1), 'widths': (4, 8, 16, 32)}\n"
+        "dmnet = tm.randomize(tm.MMSegDMNet(19, channels=16, aux_channels=8, **tiny), 0)\n"
+        "torch.save({'meta': {}, 'state_dict': dmnet.state_dict()}, "
+        "'dmnet_r50-d8_512x1024_40k_cityscapes_20201215_042326-615373cf.pth')\n"
+        "dff = tm.randomize(tm.DFF(19, **tiny), 0)\n"
+        "torch.save({'epoch': 200, 'state_dict': dff.state_dict()}, 'checkpoint_200.pth.tar')"
+        "\nEOF" % ROOT],
 }
 #: Pages whose snippets read ``data/synthetic``: a tiny copy is built there first.
 NEEDS_SYNTHETIC = {"README.md", "docs/evaluation.md", "docs/export.md", "docs/training.md",

@@ -78,6 +78,9 @@ def _flags(args):
 def _convert_model(args):
     from kerasfuse.convert import convert_model_checkpoint
 
+    if args.prefix:
+        raise ValueError("--prefix is for --backbone conversions; a --model family selects "
+                         "its keys itself")
     report = convert_model_checkpoint(args.source, args.model, args.output,
                                       report=args.report, flags=_flags(args),
                                       skip=args.skip, trust_pickle=args.trust_pickle)

@@ -223,7 +223,9 @@ def map_state_dict(state_dict, model, skip_rules=DEFAULT_SKIP_RULES, prefixes=()
         rules = _rules(layer) if layer is not None else None
         if not rules or param not in rules:
             unmapped.append(key)
-            first = first or f"{key} (no layer {target!r} with parameter {param!r})"
+            where = (f"no Keras layer for module {module!r}" if target is None else
+                     f"no layer {target!r} with parameter {param!r}")
+            first = first or f"{key} ({where})"
             continue
         attr, transform = rules[param]
         variable = getattr(layer, attr)

@@ -84,6 +84,11 @@ def build_dmnet(num_classes, backbone="resnet50", input_shape=(None, None, 3), w
         ``g_k``; its output is the generated filters [B, k, k, c']) and ``dcm{k}`` (the
         rest of the module; output ``O_k`` [B, H/8, W/8, c']).
 
+    With ``fusion=False`` on ``resnet{50,101}_v1c`` this is mmsegmentation's DMNet
+    (``mmseg/models/decode_heads/dm_head.py`` ``DMHead``/``DCM`` plus its ``FCNHead``
+    auxiliary head, ``align_corners=False``), so its trained checkpoints convert
+    output-equal (``kerasfuse-convert CKPT --model mmseg-dmnet``, docs/weights.md).
+
     Reference:
         Fang et al., "Dynamic Multi-scale Filters for Semantic Segmentation", ICCV 2019,
         Fig. 2 and eq. (1).

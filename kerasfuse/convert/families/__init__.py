@@ -70,6 +70,8 @@ def load_families():
         return FAMILIES
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         module_name = info.name
+        if module_name.startswith("_"):
+            continue
         module = importlib.import_module(f"{__name__}.{module_name}")
         found = getattr(module, "FAMILIES", None) or (module.FAMILY,)
         for family in found:
@@ -107,5 +109,36 @@ def count_blocks(shapes, prefix):
     return count
 
 
-__all__ = ["FAMILIES", "Family", "count_blocks", "get_family",
-           "load_families", "require"]
+def resnet_backbone(shapes, prefix, names, backbone=None, depths=None, widths=None):
+    """Backbone name and options of a torch-layout ResNet read from the tensor shapes.
+
+    Args:
+        shapes: ``{key: shape}`` of the checkpoint.
+        prefix: the backbone's key prefix ("backbone.", "pretrained.").
+        names: ``{50: name, 101: name}`` of the kerasfuse backbones of this layout.
+        backbone, depths, widths: explicit overrides (flags); by default the block counts
+            and widths come from the ``layer{i}.{j}.conv1`` tensors, and any other depth
+            or width than ResNet-50/101's becomes a backbone option.
+
+    Returns:
+        (backbone name, options dict with ``depths`` / ``widths`` when non-standard).
+    """
+    from kerasfuse.backbones.torch_resnet import TORCH_RESNET_DEPTHS, TORCH_RESNET_WIDTHS
+
+    found_depths = tuple(count_blocks(shapes, f"{prefix}layer{i}.") for i in (1, 2, 3, 4))
+    found_widths = tuple(require(shapes, f"{prefix}layer{i}.0.conv1.weight", 4)[0]
+                         for i in (1, 2, 3, 4))
+    depths = tuple(depths) if depths is not None else found_depths
+    widths = tuple(widths) if widths is not None else found_widths
+    depth = {v: k for k, v in TORCH_RESNET_DEPTHS.items()}.get(depths)
+    options = {}
+    if depth is None:
+        depth = 50
+        options["depths"] = list(depths)
+    if widths != TORCH_RESNET_WIDTHS:
+        options["widths"] = list(widths)
+    return backbone or names[depth], options
+
+
+__all__ = ["FAMILIES", "Family", "count_blocks", "get_family", "load_families", "require",
+           "resnet_backbone"]
