@@ -279,8 +279,10 @@ def _layer_names(model):
 
 
 def gff_gate_layers(model):
-    """Names of GFF gate layers (``gate_<level>``) present in ``model``, in model order."""
-    return [layer.name for layer in model.layers if layer.name.startswith("gate_")]
+    """Names of GFF gate layers present in ``model``, in model order: ``gate_<level>``, or
+    ``gff_head__gate<i>__0`` of the reference head (``reference_head=True``)."""
+    return [layer.name for layer in model.layers
+            if layer.name.startswith(("gate_", "gff_head__gate"))]
 
 
 def gate_figures(model, images):

@@ -166,3 +166,13 @@ def test_gff_gate_figures(scene, tmp_path):
     assert [name for name in paths if name.startswith("gate_")] == gates
     check_image_sized(paths, gates)
     check_prediction_and_summary(paths, len(SYNTHETIC_CLASSES), with_gt=False)
+
+
+def test_gff_reference_head_gate_figures(scene, tmp_path):
+    image, _ = scene
+    model = build("gffnet", reference_head=True, head_channels=8, fusion_channels=8,
+                  classifier_channels=8)
+    paths = viz.visualize_model(model, image, str(tmp_path), class_names=SYNTHETIC_CLASSES)
+    gates = [f"gff_head__gate{i}__0" for i in (1, 2, 3)]
+    assert [name for name in paths if name.startswith("gff_head__gate")] == gates
+    check_image_sized(paths, gates)

@@ -78,6 +78,9 @@ class GatedFullyFusion(keras.layers.Layer):
 
     Args:
         sequential: use the reference code's sequential update.
+        align_corners: resize with ``align_corners=True`` as the reference code
+            (lxtGH/DecoupleSegNets ``network/gffnets.py`` with ``network/nn/mynn.py``
+            ``Upsample``); default False (half-pixel centres).
         **kwargs: standard layer arguments.
 
     Call arguments:
@@ -97,9 +100,12 @@ class GatedFullyFusion(keras.layers.Layer):
         Li et al., "Gated Fully Fusion for Semantic Segmentation", AAAI 2020, eq. (5).
     """
 
-    def __init__(self, sequential=False, **kwargs):
+    def __init__(self, sequential=False, align_corners=False, **kwargs):
         super().__init__(**kwargs)
+        if not isinstance(align_corners, bool):
+            raise ValueError(f"align_corners must be a bool, got {align_corners!r}")
         self.sequential = bool(sequential)
+        self.align_corners = align_corners
 
     def build(self, inputs_shape):
         levels, gates = split_levels_and_gates(shape_list(inputs_shape))
@@ -113,7 +119,8 @@ class GatedFullyFusion(keras.layers.Layer):
         for level, (x, gate) in enumerate(zip(levels, gates)):
             gate = ops.cast(gate, x.dtype)
             sources = current if self.sequential else levels
-            messages = [resize_like(ops.cast(gates[i], x.dtype) * sources[i], x)
+            messages = [resize_like(ops.cast(gates[i], x.dtype) * sources[i], x,
+                                    align_corners=self.align_corners)
                         for i in range(len(levels)) if i != level]
             out = (1.0 + gate) * x + (1.0 - gate) * ops.sum(ops.stack(messages), axis=0)
             fused.append(out)
@@ -122,5 +129,5 @@ class GatedFullyFusion(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"sequential": self.sequential})
+        config.update({"sequential": self.sequential, "align_corners": self.align_corners})
         return config

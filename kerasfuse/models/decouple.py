@@ -7,6 +7,7 @@ from kerasfuse.checks import check_int
 from kerasfuse.layers.body_generation import BodyGeneration
 from kerasfuse.layers.edge_preservation import EdgePreservation
 from kerasfuse.layers.resize_like import ResizeLike
+from kerasfuse.models import reference_blocks as ref
 from kerasfuse.models.base import (
     assemble,
     backbone_features,
@@ -23,6 +24,8 @@ EDGE_HEAD_CHANNELS = 48
 #: Single-output layers for ``kerasfuse.models.intermediates(model, names)``; the flow is
 #: the second output of the "body_generation" layer (see :func:`decouple_intermediates`).
 INTERMEDIATE_LAYERS = ("body_features", "edge_features", "fused_features", "fine_features")
+#: The flow of the reference-code layout (``reference_head=True``).
+REFERENCE_FLOW_LAYER = "squeeze_body_edge__flow_make"
 
 
 def build_decouple_segnet(num_classes, context="deeplabv3plus", backbone="resnet50",
@@ -30,7 +33,8 @@ def build_decouple_segnet(num_classes, context="deeplabv3plus", backbone="resnet
                           head_channels=256, context_channels=CONTEXT_CHANNELS,
                           fine_channels=LOW_LEVEL_CHANNELS, edge_channels=EDGE_HEAD_CHANNELS,
                           num_downsample_convs=2, flow_units="pixels", align_corners=False,
-                          aux_head=False, dropout=0.0, **backbone_options):
+                          aux_head=False, dropout=0.0, reference_head=False,
+                          fine_level="res2", **backbone_options):
     """DecoupleSegNet (Li et al., ECCV 2020) inserted after a baseline's context module.
 
     Network (paper Sec. 3.5, Fig. 2b), with ``F`` the stride-8 output of the context
@@ -77,6 +81,14 @@ def build_decouple_segnet(num_classes, context="deeplabv3plus", backbone="resnet
         aux_head: add the FCN auxiliary head on res4 (``aux_logits``, loss weight
             ``AUX_LOSS_WEIGHT`` = 0.4).
         dropout: dropout before the final 1x1 classifier (0: the reference code has none).
+        reference_head: build the head exactly as the authors' code
+            (lxtGH/DecoupleSegNets ``network/deepv3_decouple.py``: ``DeepV3Plus``,
+            ``DeepFCN``, ``PSPNet``, ``DeepWV3PlusDecoupleEdgeBody``), with Keras layers
+            named after its checkpoint keys so the published checkpoints import
+            (:func:`build_reference_decouple`). Ignores ``num_downsample_convs``,
+            ``flow_units``, ``aux_head`` and ``dropout``.
+        fine_level: backbone feature projected to F_fine ("res2"; the WideResNet-38
+            reference model uses mod2, the backbone's "stem" feature, at stride 2).
         **backbone_options: passed to ``build_backbone`` (e.g. ``depths``).
 
     Returns:
@@ -94,16 +106,25 @@ def build_decouple_segnet(num_classes, context="deeplabv3plus", backbone="resnet
         check_int(name, value)
     if not 0.0 <= float(dropout) < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    if reference_head:
+        return build_reference_decouple(
+            num_classes, context=context, backbone=backbone, input_shape=input_shape,
+            weights=weights, output_stride=output_stride, head_channels=head_channels,
+            context_channels=context_channels, fine_channels=fine_channels,
+            edge_channels=edge_channels, align_corners=align_corners,
+            fine_level=fine_level, **backbone_options)
     body_generation = BodyGeneration(num_convs=num_downsample_convs, flow_units=flow_units,
                                      align_corners=align_corners, name="body_generation")
 
     image, features = backbone_features(backbone, input_shape, output_stride, weights,
                                         **backbone_options)
+    if fine_level not in features:
+        raise ValueError(f"fine_level must be one of {sorted(features)}, got {fine_level!r}")
     f = CONTEXT_MODULES[context](features, context_channels, output_stride)
 
     body, _ = body_generation(f)
     body = keras.layers.Identity(name="body_features")(body)
-    fine = conv_bn_relu(features["res2"], fine_channels, 1, name="fine")
+    fine = conv_bn_relu(features[fine_level], fine_channels, 1, name="fine")
     fine = keras.layers.Identity(name="fine_features")(fine)
     edge = EdgePreservation(name="edge_features")(f, body, fine)
 
@@ -128,18 +149,105 @@ def build_decouple_segnet(num_classes, context="deeplabv3plus", backbone="resnet
     return assemble(image, outputs, name=f"decouple_{context}")
 
 
+def build_reference_decouple(num_classes, context="deeplabv3plus", backbone="resnet50_d",
+                             input_shape=(None, None, 3), weights=None, output_stride=8,
+                             head_channels=256, context_channels=CONTEXT_CHANNELS,
+                             fine_channels=LOW_LEVEL_CHANNELS,
+                             edge_channels=EDGE_HEAD_CHANNELS, align_corners=True,
+                             fine_level="res2", **backbone_options):
+    """DecoupleSegNet as the authors' code builds it (``reference_head=True``).
+
+    Follows lxtGH/DecoupleSegNets ``network/deepv3_decouple.py`` (``DeepV3Plus``,
+    ``DeepFCN``, ``PSPNet`` on ResNet-D; ``DeepWV3PlusDecoupleEdgeBody`` on WideResNet-38)
+    and ``network/nn/operators.py``; each layer is named after the checkpoint key of its
+    module ("." -> "__"). Differences from the paper-text graph of
+    :func:`build_decouple_segnet`:
+
+    - context F: "deeplabv3plus" = ``aspp`` (image pooling first in the concatenation)
+      then ``bot_aspp``, a plain 1x1 conv to 256 (no BN, no ReLU); "fcn" = ``fcn_head``
+      (3x3 conv-BN-ReLU on res5); "pspnet" = ``ppm`` (``PSPModule``: priors without ReLU,
+      priors before the input, 1x1 bottleneck conv-BN-ReLU);
+    - body generation = ``squeeze_body_edge`` (depthwise convs with bias; flow in grid
+      units, ``base = linspace(-1, 1)``, ``grid = base + flow / (W, H)``, sampled by
+      ``grid_sample`` with ``align_corners``) and ``F_edge = F - F_body``;
+    - F_fine = ``bot_fine``, a plain 1x1 conv (no BN, no ReLU) of ``fine_level``;
+    - ``edge_fusion``: 1x1 conv of ``up(F_edge) || F_fine``; ``edge_out``: 3x3 conv-BN-ReLU
+      to 48, 1x1 to 1; ``dsn_seg_body`` on F_body; ``final_seg`` on
+      ``up(F) || (F_edge' + up(F_body))`` (F first); every classifier without bias;
+    - every bilinear resize, including the outputs', with ``align_corners=True``.
+
+    Args:
+        align_corners: ``grid_sample`` convention of the flow warp. The published models
+            were trained with PyTorch 1.2 (the repository's README), whose ``grid_sample``
+            aligned corners (the default became False in PyTorch 1.3): True.
+        Others: as :func:`build_decouple_segnet` (``context_channels`` is the 256 of the
+            head, ``fine_channels`` the 48 of ``bot_fine``, ``edge_channels`` the 48 of
+            ``edge_out``, ``head_channels`` the 256 of ``dsn_seg_body`` / ``final_seg``).
+
+    Returns:
+        Functional model ``decouple_<context>`` with outputs ``logits``, ``body_logits``
+        and ``boundary_logits`` (before the reference's sigmoid); intermediate layers
+        "body_features", "edge_features" (after ``edge_fusion``), "fused_features",
+        "fine_features" and the flow ``squeeze_body_edge__flow_make`` (grid units).
+    """
+    check_int("num_classes", num_classes)
+    if context not in CONTEXT_MODULES:
+        raise ValueError(f"context must be one of {sorted(CONTEXT_MODULES)}, got {context!r}")
+    if not isinstance(align_corners, bool):
+        raise ValueError(f"align_corners must be a bool, got {align_corners!r}")
+    image, features = backbone_features(backbone, input_shape, output_stride, weights,
+                                        **backbone_options)
+    if fine_level not in features:
+        raise ValueError(f"fine_level must be one of {sorted(features)}, got {fine_level!r}")
+    top = features["res5"]
+    if context == "deeplabv3plus":
+        f = ref.aspp(top, context_channels, output_stride, name="aspp")
+        f = ref.conv(f, context_channels, 1, "bot_aspp")
+    elif context == "fcn":
+        f = ref.conv_bn_relu(top, context_channels, 3, "fcn_head")
+    else:
+        f = ref.pyramid_pooling(top, context_channels, name="ppm")
+    body, edge, _ = ref.squeeze_body_edge(f, align_corners)
+    body = keras.layers.Identity(name="body_features")(body)
+    fine = ref.conv(features[fine_level], fine_channels, 1, "bot_fine")
+    fine = keras.layers.Identity(name="fine_features")(fine)
+    edge = ref.resize_like(edge, fine, "edge_upsample")
+    edge = keras.layers.Concatenate(name="edge_concat")([edge, fine])
+    edge = ref.conv(edge, context_channels, 1, "edge_fusion")
+    edge = keras.layers.Identity(name="edge_features")(edge)
+    z = ref.bn(ref.conv(edge, edge_channels, 3, "edge_out__0"), "edge_out__1")
+    boundary_logits = ref.conv(z, 1, 1, "edge_out__3", dtype="float32")
+
+    fused = keras.layers.Add(name="fused_features")(
+        [edge, ref.resize_like(body, fine, "body_upsample")])
+    x = keras.layers.Concatenate(name="final_concat")(
+        [ref.resize_like(f, fine, "context_upsample"), fused])
+    for i in (0, 3):
+        x = ref.bn(ref.conv(x, head_channels, 3, f"final_seg__{i}"), f"final_seg__{i + 1}")
+    logits = ref.conv(x, num_classes, 1, "final_seg__6", dtype="float32")
+    y = ref.bn(ref.conv(body, head_channels, 3, "dsn_seg_body__0"), "dsn_seg_body__1")
+    body_logits = ref.conv(y, num_classes, 1, "dsn_seg_body__3", dtype="float32")
+    return ref.assemble(image, {"logits": logits, "body_logits": body_logits,
+                                "boundary_logits": boundary_logits},
+                        name=f"decouple_{context}")
+
+
 def decouple_intermediates(model):
     """Sub-model of a DecoupleSegNet returning its flow and decoupled features (a dict).
 
     Keys: "flow" (the second output of the "body_generation" layer — a functional model
     keeps only layers that feed its outputs, and the flow is consumed inside that layer by
-    the warp), "body_features", "edge_features", "fused_features", "fine_features". Use it
-    like ``kerasfuse.models.intermediates``: ``decouple_intermediates(model)(images)``.
+    the warp; with ``reference_head=True`` the output of "squeeze_body_edge__flow_make", in
+    grid units), "body_features", "edge_features", "fused_features", "fine_features". Use
+    it like ``kerasfuse.models.intermediates``: ``decouple_intermediates(model)(images)``.
     """
     names = {layer.name for layer in model.layers}
-    missing = [n for n in ("body_generation",) + INTERMEDIATE_LAYERS if n not in names]
+    flow_layer = (REFERENCE_FLOW_LAYER if REFERENCE_FLOW_LAYER in names
+                  else "body_generation")
+    missing = [n for n in (flow_layer,) + INTERMEDIATE_LAYERS if n not in names]
     if missing:
         raise ValueError(f"model {model.name!r} is not a DecoupleSegNet: no layer(s) {missing}")
-    outputs = {"flow": model.get_layer("body_generation").output[1]}
+    flow = model.get_layer(flow_layer).output
+    outputs = {"flow": flow if flow_layer == REFERENCE_FLOW_LAYER else flow[1]}
     outputs.update({n: model.get_layer(n).output for n in INTERMEDIATE_LAYERS})
     return keras.Model(model.inputs, outputs, name=f"{model.name}_intermediates")

@@ -19,12 +19,16 @@ from tests.helpers import finite_difference_gradient, run_layer_test
 SIZES = (8, 4, 4, 2)  # res2 at stride 4, res3/res4 at 8, a coarser top level
 
 
-def np_resize(x, h, w):
-    """Bilinear resize with half-pixel centres (align_corners=False), no antialiasing."""
+def np_resize(x, h, w, align_corners=False):
+    """Bilinear resize with half-pixel centres (align_corners=False), no antialiasing, or
+    with corner pixels aligned (source position i * (n_in - 1) / (n_out - 1))."""
     b, hi, wi, c = x.shape
 
     def axis(n_out, n_in):
-        src = np.maximum((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0.0)
+        if align_corners:
+            src = np.arange(n_out) * ((n_in - 1) / max(n_out - 1, 1))
+        else:
+            src = np.maximum((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0.0)
         i0 = np.floor(src).astype(int)
         i1 = np.minimum(i0 + 1, n_in - 1)
         return i0, i1, src - i0
@@ -59,14 +63,15 @@ def f32(arrays):
     return [a.astype("float32") for a in arrays]
 
 
-def np_gff(xs, gates, sequential):
+def np_gff(xs, gates, sequential, align_corners=False):
     """Paper eq. (5); sequential: level l reads the already-fused levels i < l."""
     current = [x.copy() for x in xs]
     fused = []
     for n, x in enumerate(xs):
         sources = current if sequential else xs
         h, w = x.shape[1:3]
-        total = sum(np_resize(gates[i] * sources[i], h, w) for i in range(len(xs)) if i != n)
+        total = sum(np_resize(gates[i] * sources[i], h, w, align_corners)
+                    for i in range(len(xs)) if i != n)
         out = (1 + gates[n]) * x + (1 - gates[n]) * total
         fused.append(out)
         current[n] = out
@@ -81,6 +86,19 @@ def test_gff_matches_equation_5(sequential, gate_channels):
     fused = GatedFullyFusion(sequential=sequential)(*f32(xs), *f32(gates))
     for got, want in zip(fused, np_gff(xs, gates, sequential)):
         np.testing.assert_allclose(np.asarray(got), want, atol=1e-4, rtol=1e-4)
+
+
+def test_gff_reference_mode_matches_numpy():
+    """The published GFFNet head's fusion (network/gffnets.py): sequential, per-channel
+    gates, align_corners=True resizes, at sizes that are not multiples of each other."""
+    xs = levels(sizes=(9, 5, 3))
+    gates = gates_for(xs, 3)
+    fused = GatedFullyFusion(sequential=True, align_corners=True)(*f32(xs), *f32(gates))
+    want = np_gff(xs, gates, sequential=True, align_corners=True)
+    for got, expected in zip(fused, want):
+        np.testing.assert_allclose(np.asarray(got), expected, atol=1e-4, rtol=1e-4)
+    half_pixel = np_gff(xs, gates, sequential=True)
+    assert not np.allclose(want[0], half_pixel[0], atol=1e-3)
 
 
 def test_sequential_differs_from_simultaneous():
@@ -207,6 +225,13 @@ def test_gated_fully_fusion_sequential_per_channel_contract():
     xs = _inputs()
     run_layer_test(GatedFullyFusion, {"sequential": True}, xs + f32(gates_for(xs, 4)),
                    expected_output_shape=_shapes(), expected_num_trainable_weights=0)
+
+
+def test_gated_fully_fusion_align_corners_contract():
+    xs = _inputs()
+    run_layer_test(GatedFullyFusion, {"sequential": True, "align_corners": True},
+                   xs + f32(gates_for(xs, 4)), expected_output_shape=_shapes(),
+                   expected_num_trainable_weights=0)
 
 
 def test_gated_fpn_fusion_contract():

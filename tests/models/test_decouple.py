@@ -146,6 +146,10 @@ def test_dynamic_input_size():
     ({"dropout": 1.0}, "dropout"),
     ({"num_downsample_convs": 0}, "num_convs"),
     ({"flow_units": "metres"}, "flow_units"),
+    ({"fine_level": "res9"}, "fine_level must be one of .* got 'res9'"),
+    ({"reference_head": True, "context": "unet"}, "context"),
+    ({"reference_head": True, "align_corners": "yes"}, "align_corners must be a bool"),
+    ({"reference_head": True, "fine_level": "res9"}, "fine_level"),
 ])
 def test_bad_options_raise(kwargs, match):
     options = {**TINY, **kwargs}

@@ -72,6 +72,8 @@ def test_ungated_fusions_have_no_gates():
     ({"fusion": "gated_fpn", "sequential": True}, "sequential=True applies to fusion='gff'"),
     ({"dfp_kernel_size": 5}, "dfp_kernel_size must be 1 or 3, got 5"),
     ({"fusion_channels": 0}, "fusion_channels must be an integer >= 1, got 0"),
+    ({"reference_head": True, "classifier_channels": 0},
+     "classifier_channels must be an integer >= 1, got 0"),
 ])
 def test_bad_options(options, match):
     kwargs = {**TINY, **options}
