@@ -14,7 +14,7 @@ import sys
 import yaml
 
 from pipelines import converters, synthetic
-from pipelines.checks import read_option_file
+from pipelines.checks import CommandLine, add_debug_argument, read_option_file
 
 
 def _common(parser, default_shards):
@@ -28,6 +28,7 @@ def _common(parser, default_shards):
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--config", help="YAML file of option values")
+    add_debug_argument(parser)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="option overrides")
 
 
@@ -171,14 +172,14 @@ def run(args):
 
 def main(argv=None):
     parser = build_parser()
-    try:
-        args = _apply_config(parser, argv)
-        out = run(args)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote TFRecords and manifests to {out}")
-    return 0
+    cli = CommandLine("build_tfrecords",
+                      debug="--debug" in (argv if argv is not None else sys.argv[1:]))
+
+    def body():
+        out = run(_apply_config(parser, argv))
+        print(f"wrote TFRecords and manifests to {out}")
+
+    return cli.run(body)
 
 
 if __name__ == "__main__":

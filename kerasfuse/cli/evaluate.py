@@ -24,7 +24,12 @@ import numpy as np
 
 from kerasfuse.checks import IGNORE_LABEL
 from kerasfuse.checks import InputError as UsageError
-from kerasfuse.cli.common import add_inference_arguments, inference_options, report_errors
+from kerasfuse.cli.common import (
+    add_debug_argument,
+    add_inference_arguments,
+    inference_options,
+    report_errors,
+)
 
 DEFAULT_OUTPUT_NAME = "evaluation.json"
 
@@ -189,6 +194,7 @@ def build_parser():
     parser.add_argument("--output", help=f"JSON file (default: {DEFAULT_OUTPUT_NAME} next to "
                                          "the model)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_debug_argument(parser)
     return parser
 
 
@@ -296,7 +302,7 @@ def main(argv=None):
     """CLI entry point; returns the exit status (0 ok, 2 bad input)."""
     # ImportError: pyEdgeEval (the protocol MF-ODS) is not installed; the message says how.
     return report_errors("evaluate.py", run, build_parser().parse_args(argv),
-                         errors=(ValueError, ImportError))
+                         expected=(ImportError,))
 
 
 if __name__ == "__main__":

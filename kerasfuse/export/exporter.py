@@ -40,7 +40,6 @@ import numpy as np
 from kerasfuse.checks import check_int
 from kerasfuse.export import tflite
 from kerasfuse.export.calibration import read_representative, synthetic_images
-from kerasfuse.export.common import ExportError
 from kerasfuse.export.parity import check_parity, format_table
 from kerasfuse.export.savedmodel import fixed_size_saved_model, write_saved_model
 from kerasfuse.export.tflite import PRECISIONS, convert_tflite

@@ -60,11 +60,12 @@ class Trainer:
     ``predictions/*.png`` and ``metrics.json``.
     """
 
-    def __init__(self, config, strategy=None, replace_run=False):
+    def __init__(self, config, strategy=None, replace_run=False, on_start=None):
         from kerasfuse.models.registry import get_spec
 
         self.config = config
         self.replace_run = replace_run
+        self.on_start = on_start
         self.spec = get_spec(config.model.name)
         self.strategy = strategy or make_strategy(config.run.strategy, config.run.devices)
         self.workers = num_workers(self.strategy)
@@ -288,6 +289,8 @@ class Trainer:
         if self.chief:
             os.makedirs(self.run_dir, exist_ok=True)
             save_config(self.config, os.path.join(self.run_dir, "config.yaml"))
+        if self.on_start is not None:
+            self.on_start()
         start = time.time()
         if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
             status = self._train_custom_loop()

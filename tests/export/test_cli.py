@@ -34,7 +34,7 @@ def test_bad_input_exits_2_with_one_line(argv, message, keras_file, capsys):
     code = export_tflite.main([a.replace("{keras}", keras_file) for a in argv])
     err = capsys.readouterr().err.strip()
     assert code == 2
-    assert err.startswith("error: ") and "\n" not in err
+    assert err.startswith("export_tflite.py: error: ") and "\n" not in err
     assert message in err
 
 
