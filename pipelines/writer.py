@@ -3,7 +3,8 @@
 A conversion of one split NAME into OUT_DIR produces::
 
     OUT_DIR/NAME-00000-of-00004.tfrecord ... NAME-00003-of-00004.tfrecord
-    OUT_DIR/NAME.manifest.json        counts per shard, classes, ignore label, sha256 checksums
+    OUT_DIR/NAME.manifest.json        counts per shard, classes, ignore label, sha256 checksums,
+                                      label_histogram (pixels per label id over the split)
     OUT_DIR/.NAME.plan.json           fingerprint of the conversion (for resuming)
 
 Each shard is written by one task to ``.<shard name>.tmp-<pid>`` and renamed to its final
@@ -158,17 +159,46 @@ def _write_shard(out_dir, final_name, source_fn, source_args, num_classes, ignor
     """Write one shard atomically; runs in a worker process. Returns its manifest entry."""
     final = os.path.join(out_dir, final_name)
     temporary = os.path.join(out_dir, f".{final_name}.tmp-{os.getpid()}")
+    histogram = np.zeros(256, np.int64)
     try:
         with tf.io.TFRecordWriter(temporary) as writer:
             for sample in source_fn(*source_args):
                 validate_sample(sample, num_classes, ignore_label)
+                histogram += np.bincount(sample.label.ravel(), minlength=256)
                 writer.write(encode_example(sample))
         count, sha256, size = _file_stats(temporary)
         os.replace(temporary, final)
+    except OSError as error:  # name the shard: a full disk's write error names no file
+        raise OSError(error.errno, error.strerror, error.filename or final) from error
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
-    return {"file": final_name, "num_examples": count, "sha256": sha256, "bytes": size}
+    return {"file": final_name, "num_examples": count, "sha256": sha256, "bytes": size,
+            "label_histogram": _sparse(histogram)}
+
+
+def _sparse(histogram):
+    """{label id (str): pixel count} of the ids present."""
+    return {str(i): int(histogram[i]) for i in np.flatnonzero(histogram)}
+
+
+def _dense(sparse):
+    histogram = np.zeros(256, np.int64)
+    for label, count in sparse.items():
+        histogram[int(label)] = count
+    return histogram
+
+
+def shard_label_histogram(path):
+    """Pixel count per label id (256 bins) of every record in one shard."""
+    from pipelines.schema import LABEL_KEY
+
+    histogram = np.zeros(256, np.int64)
+    spec = {LABEL_KEY: tf.io.FixedLenFeature([], tf.string)}
+    for record in tf.data.TFRecordDataset(path):
+        encoded = tf.io.parse_single_example(record, spec)[LABEL_KEY]
+        histogram += np.bincount(tf.io.decode_png(encoded).numpy().ravel(), minlength=256)
+    return histogram
 
 
 def _stable(value):
@@ -196,9 +226,14 @@ def _fingerprint(name, sources, class_names, ignore_label, extra):
 
 def _write_json(path, payload):
     temporary = path + f".tmp-{os.getpid()}"
-    with open(temporary, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "w") as f:
+            json.dump(payload, f, indent=2)
+        os.replace(temporary, path)
+    except OSError as error:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise OSError(error.errno, error.strerror, path) from error
 
 
 def write_split(
@@ -299,6 +334,7 @@ def _finished_shards(out_dir, names):
             else:
                 entries[final_name] = {
                     "file": final_name, "num_examples": count, "sha256": sha256, "bytes": size,
+                    "label_histogram": _sparse(shard_label_histogram(path)),
                 }
                 continue
         todo.append(index)
@@ -340,6 +376,7 @@ def _manifest(name, shards, class_names, ignore_label, extra):
         "counts": {s["file"]: s["num_examples"] for s in shards},
         "checksums": {s["file"]: "sha256:" + s["sha256"] for s in shards},
         "bytes": {s["file"]: s["bytes"] for s in shards},
+        "label_histogram": _sparse(sum(_dense(s["label_histogram"]) for s in shards)),
         "source": extra or {},
     }
 
@@ -366,6 +403,30 @@ def read_manifest(path_or_dir, split="train"):
             raise ValueError(f"{path}: manifest lacks the key {key!r}")
     manifest["dir"] = os.path.dirname(os.path.abspath(path))
     return manifest
+
+
+def check_label_range(manifest, num_classes, what):
+    """Refuse ``num_classes`` classes for a split whose labels use ids >= ``num_classes``.
+
+    The ids in use come from the manifest's ``label_histogram`` (the manifest's
+    ``num_classes`` for manifests written before it existed). ValueError naming ``what``
+    (e.g. ``data.num_classes``), both numbers and the manifest; a model with K classes
+    would otherwise drop every pixel with an id >= K from the scores, or index past its
+    logits in the loss.
+    """
+    ignore = int(manifest["ignore_label"])
+    histogram = manifest.get("label_histogram")
+    if histogram is not None:
+        ids = [int(k) for k in histogram if int(k) != ignore]
+        needed, source = (max(ids) + 1 if ids else 0), "its label histogram"
+    else:
+        needed, source = int(manifest["num_classes"]), "its num_classes"
+    if needed > num_classes:
+        path = manifest_path(manifest.get("dir", "."), manifest.get("split", "?"))
+        raise ValueError(
+            f"{what} is {num_classes} but the labels of {path} use ids up to {needed - 1} "
+            f"({source}): {needed} classes are needed; set {needed} classes or use "
+            "data converted with the model's classes")
 
 
 def verify_split(path_or_dir, split="train"):

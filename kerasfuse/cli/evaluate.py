@@ -110,6 +110,12 @@ def evaluate(model, dataset, num_classes, options, boundary_tolerances=(3.0,),
         labels = np.asarray(targets["labels"])
         if max_images is not None:
             images, labels = images[:max_images - seen], labels[:max_images - seen]
+        outside = labels[(labels >= num_classes) & (labels != IGNORE_LABEL)]
+        if outside.size:
+            raise UsageError(
+                f"record {seen} of the data has label id {int(outside.max())} but the model "
+                f"has {num_classes} classes (0..{num_classes - 1}); evaluate it on data "
+                "converted with its classes")
         probs = inference.predict(model, images, task=task, **options)
         if probs.shape[-1] != num_classes:
             raise UsageError(f"model predicts {probs.shape[-1]} classes, expected {num_classes}")
@@ -269,6 +275,10 @@ def run(args):
     manifest = dataset_manifest(args.data)
     model = load_model(args.model)
     num_classes = _num_classes(model, args.output_key)
+    if manifest is not None:
+        from pipelines.writer import check_label_range
+
+        check_label_range(manifest, num_classes, f"the model's number of classes ({args.model})")
     class_names = _class_names(model, manifest, num_classes)
     targets = ("labels",) if model.task == "segmentation" else ("labels", "edges")
     dataset = make_dataset(args.data, training=False, batch_size=1, targets=targets,

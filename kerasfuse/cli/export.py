@@ -26,6 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import yaml  # noqa: E402
 
 from kerasfuse.checks import CommandLine, add_debug_argument  # noqa: E402
+from kerasfuse.export.parity import DEFAULT_TOLERANCE  # noqa: E402
 from kerasfuse.export.tflite import PRECISIONS  # noqa: E402
 from pipelines.checks import read_option_file  # noqa: E402
 
@@ -53,8 +54,9 @@ def build_parser():
     parser.add_argument("--parity-samples", type=int, default=4,
                         help="images on which all paths are compared (default 4)")
     parser.add_argument("--version", type=int, default=1, help="SavedModel version folder")
-    parser.add_argument("--tolerance", type=float, default=1e-4,
-                        help="max |p - p_keras| of float32 paths (default 1e-4)")
+    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+                        help="allowed error of float32 paths relative to the logit scale: "
+                             "|p - p_keras| <= T * max(10, max |logit|) (default 1e-5)")
     parser.add_argument("--threads", type=int, default=None, help="LiteRT threads")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing version folder / .tflite files")

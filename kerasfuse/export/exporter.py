@@ -40,7 +40,8 @@ import numpy as np
 from kerasfuse.checks import check_int
 from kerasfuse.export import tflite
 from kerasfuse.export.calibration import read_representative, synthetic_images
-from kerasfuse.export.parity import check_parity, format_table
+from kerasfuse.export.common import ExportError
+from kerasfuse.export.parity import DEFAULT_TOLERANCE, check_parity, format_table
 from kerasfuse.export.savedmodel import fixed_size_saved_model, write_saved_model
 from kerasfuse.export.tflite import PRECISIONS, convert_tflite
 
@@ -210,7 +211,7 @@ def _parity_images(representative, num_samples, parity_samples, size, seed):
 
 def export_model(source, out_dir, name=None, *, input_size=None, precisions=("float32",),
                  representative=None, num_samples=16, parity_samples=4, version=1,
-                 tolerance=1e-4, overwrite=False, num_threads=None, seed=0, log=print):
+                 tolerance=DEFAULT_TOLERANCE, overwrite=False, num_threads=None, seed=0, log=print):
     """Export a model to ``out_dir/NAME/VERSION`` (SavedModel) and ``out_dir/NAME_*.tflite``.
 
     The task (segmentation or edge), class names and palette come from the model itself
@@ -227,7 +228,10 @@ def export_model(source, out_dir, name=None, *, input_size=None, precisions=("fl
         num_samples: representative images used for int8 calibration.
         parity_samples: images on which every path is compared.
         version: SavedModel version folder (positive integer).
-        tolerance: max |p - p_keras| for the float32 paths (SavedModel, TFLite float32).
+        tolerance: allowed error of the float32 paths (SavedModel, TFLite float32)
+            relative to the logit scale: |p - p_keras| <= tolerance * max(10, max |logit|)
+            per image, and no pixel Keras decides by more than that may change class
+            (:mod:`kerasfuse.export.parity`).
         overwrite: replace an existing version folder / .tflite files.
         num_threads: LiteRT interpreter threads for the parity run.
         seed: seed of the synthetic parity images (when no ``representative``).
@@ -267,7 +271,8 @@ def export_model(source, out_dir, name=None, *, input_size=None, precisions=("fl
     staging = tempfile.mkdtemp(prefix=f".{name}.staging-", dir=out_dir)
     try:
         result = _build_and_check(model, name, staging, input_size, precisions, calibration,
-                                  parity_images, tolerance, num_threads, log)
+                                  parity_images, tolerance, num_threads, log,
+                                  {"saved_model": saved_model_dir, **tflite_paths})
         staged_model, staged_files = result.saved_model_dir, result.tflite_files
         result.saved_model_dir, result.tflite_files = saved_model_dir, {
             p: tflite_paths[p] for p in staged_files}
@@ -281,7 +286,7 @@ def export_model(source, out_dir, name=None, *, input_size=None, precisions=("fl
 
 
 def _build_and_check(model, name, staging, input_size, precisions, calibration,
-                     parity_images, tolerance, num_threads, log):
+                     parity_images, tolerance, num_threads, log, final_paths):
     """Write every artefact and the report into ``staging`` and run the parity check there."""
     saved_model_dir = os.path.join(staging, "saved_model")
     tflite_paths = {p: os.path.join(staging, f"{name}_{p}.tflite") for p in precisions}
@@ -294,8 +299,18 @@ def _build_and_check(model, name, staging, input_size, precisions, calibration,
         if precisions else {}
     log(f"parity check on {len(parity_images)} image(s) of "
         f"{parity_images.shape[1]}x{parity_images.shape[2]}")
-    rows = check_parity(model, parity_images, saved_model_dir, tflite_files, tolerance,
-                        num_threads)
+    final = {saved_model_dir: final_paths["saved_model"],
+             **{path: final_paths[p] for p, path in tflite_files.items()}}
+    try:
+        rows = check_parity(model, parity_images, saved_model_dir, tflite_files, tolerance,
+                            num_threads)
+    except ExportError as error:  # name the files as the user knows them, not the staging
+        text = str(error)
+        for staged, path in final.items():
+            text = text.replace(staged, path)
+        raise ExportError(text + "\nthe previous export (if any) is left as it was") from None
+    for row in rows:
+        row.path = final.get(row.path, row.path)
     with open(os.path.join(staging, "report.json"), "w") as f:
         json.dump({"name": name, "model": model.describe(), "task": model.task,
                    "input_size": input_size, "tolerance": tolerance,

@@ -8,8 +8,10 @@ arithmetic done in another order (TFLite's fused kernels, XLA) moves every logit
 about machine epsilon times the magnitude of the numbers it was accumulated from, so an
 untrained network with logits in the hundreds legitimately moves probabilities by 1e-3
 while a trained one with logits near 10 moves them by 1e-5. With ``S`` = max |logit| of
-an image (Keras), the allowed error of that image is ``tolerance * max(1, S)``, and a
-float32 path fails when either
+an image (Keras), the allowed error of that image is ``tolerance * max(SCALE_FLOOR, S)``
+(default ``DEFAULT_TOLERANCE`` = 1e-5; the floor of 10, the logit size of a trained model,
+keeps small-logit models at the former absolute 1e-4), and a float32 path fails when
+either
 
 * a probability differs by more than the allowed error (softmax and sigmoid are
   1-Lipschitz in the max-norm of the logits up to a factor 2: |dp| <= 2 max |dl|), or
@@ -32,6 +34,10 @@ from kerasfuse.export.savedmodel import IMAGE_KEY
 from kerasfuse.export.tflite import tflite_runner
 
 EDGE_THRESHOLD = 0.5
+#: Default relative tolerance of the float32 paths (module docstring).
+DEFAULT_TOLERANCE = 1e-5
+#: Logit scale below which the allowed error stops shrinking.
+SCALE_FLOOR = 10.0
 
 
 @dataclasses.dataclass
@@ -46,7 +52,8 @@ class ParityRow:
         agreement: fraction of pixels whose class map (edge map) equals Keras'.
         latency_ms: mean wall time per image in milliseconds.
         checked: True when this row must be within the tolerance (float32 paths).
-        allowed: the largest allowed |dp|: tolerance * max(1, max |logit|) over the images.
+        allowed: the largest allowed |dp|: tolerance * max(SCALE_FLOOR, max |logit|) over
+            the images.
         flipped: pixels (edge models: pixel-class pairs) decided by Keras — margin above
             the allowed error — whose class (edge) differs from Keras'.
     """
@@ -63,9 +70,9 @@ class ParityRow:
 
 
 def _allowed(logits, tolerance):
-    """Per image allowed error ``tolerance * max(1, max |logit|)``, shaped [N,1,1,1]."""
+    """Per image allowed error ``tolerance * max(SCALE_FLOOR, max |logit|)``, [N,1,1,1]."""
     scale = np.max(np.abs(logits.reshape(len(logits), -1)), axis=1)
-    return (tolerance * np.maximum(1.0, scale)).reshape(-1, 1, 1, 1)
+    return (tolerance * np.maximum(SCALE_FLOOR, scale)).reshape(-1, 1, 1, 1)
 
 
 def _margin(logits, task):
@@ -128,7 +135,7 @@ def _encode_examples(images):
 
 
 def check_parity(model, images, saved_model_dir=None, tflite_files=None,
-                 tolerance=1e-4, num_threads=None):
+                 tolerance=DEFAULT_TOLERANCE, num_threads=None):
     """Run Keras, every SavedModel signature and every TFLite file on ``images``.
 
     Args:
@@ -137,7 +144,7 @@ def check_parity(model, images, saved_model_dir=None, tflite_files=None,
         saved_model_dir: serving SavedModel to check, or None.
         tflite_files: {precision: path}.
         tolerance: allowed error of float32 paths relative to the logit scale (module
-            docstring): |dp| <= tolerance * max(1, max |logit|) per image, and no decided
+            docstring): |dp| <= tolerance * max(10, max |logit|) per image, and no decided
             pixel may change class.
         num_threads: LiteRT interpreter threads.
 

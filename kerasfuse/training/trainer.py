@@ -87,7 +87,7 @@ class Trainer:
 
     def _read_classes(self, files):
         """(num_classes, class names or None): the config, else the shards' manifest."""
-        from pipelines import reader
+        from pipelines import reader, writer
 
         manifest = reader.manifest_for(files)
         names = None if manifest is None else manifest.get("class_names")
@@ -97,9 +97,24 @@ class Trainer:
                 raise ConfigError("data.num_classes is not set and no manifest was found "
                                   f"next to {files[0]}")
             num_classes = int(manifest["num_classes"])
+        if manifest is not None:
+            try:
+                writer.check_label_range(manifest, num_classes, "data.num_classes")
+            except ValueError as error:
+                raise ConfigError(str(error)) from None
         if names is not None and len(names) != num_classes:
             names = None
         return num_classes, None if names is None else [str(n) for n in names]
+
+    def _check_val_classes(self, files):
+        from pipelines import reader, writer
+
+        manifest = reader.manifest_for(files)
+        if manifest is not None:
+            try:
+                writer.check_label_range(manifest, self.num_classes, "data.num_classes")
+            except ValueError as error:
+                raise ConfigError(str(error)) from None
 
     def _train_dataset(self, files, batch_size):
         from pipelines import make_dataset
@@ -124,6 +139,7 @@ class Trainer:
         train = self._train_dataset(self.train_files, data.batch_size * self.replicas)
         val = None
         if data.val_pattern:
+            self._check_val_classes(self._files(data.val_pattern))
             val_targets = ("labels", "edges") if self.spec.task == "edge" else ("labels",)
             val = make_dataset(
                 self._files(data.val_pattern), training=False,

@@ -3,6 +3,7 @@ catches a broken conversion (issue #17)."""
 
 import hashlib
 import os
+import re
 
 import numpy as np
 import pytest
@@ -40,8 +41,9 @@ def good_export(tmp_path_factory):
 
 def test_failed_parity_keeps_the_previous_version(good_export):
     model, out, before = good_export
-    with pytest.raises(export.ExportError, match=r"parity check failed: saved_model"):
-        export.export_model(model, out, "m", input_size=SIZE, precisions=(),
+    with pytest.raises(export.ExportError, match=r"parity check failed: tflite:float32 \("
+                       + re.escape(os.path.join(out, "m_float32.tflite"))):
+        export.export_model(model, out, "m", input_size=SIZE, precisions=("float32",),
                             parity_samples=1, tolerance=1e-30, overwrite=True, log=None)
     assert _outputs(out) == before
     assert sorted(os.listdir(out)) == ["m", "m_float32.tflite", "m_report.json"]
@@ -84,6 +86,8 @@ def test_swapped_channel_conversion_fails_loudly(good_export, monkeypatch):
     print(message)
     assert message.startswith("parity check failed: tflite:float32")
     assert "saved_model" not in message
+    diff, allowed = message.split("max |dp| ")[1].split(" = ")[0].split(" (allowed ")
+    assert float(diff) > 5 * float(allowed)  # loudly: far outside float32 rounding
     assert _outputs(out) == before
 
 
@@ -104,18 +108,20 @@ def test_overwrite_replaces_the_version_and_report(good_export):
 
 
 def test_scale_aware_tolerance_accepts_float32_reordering():
-    """Probabilities moved by 1e-3 at logits of magnitude ~300 are float32 rounding; the
-    same move at logits of magnitude ~1 is not."""
+    """Probabilities moved by 1e-3 at logits of magnitude ~300 (allowed 1e-5 x 300) are
+    float32 rounding; the same move at logits of magnitude ~1 (allowed 1e-5 x 10) is not."""
     from kerasfuse.export.parity import _allowed, _compare, _within
 
     rng = np.random.default_rng(0)
     for scale, ok in ((300.0, True), (1.0, False)):
         logits = rng.normal(size=(1, 4, 4, 3)) * scale
         logits[..., 0] += 3 * scale  # every pixel decided for class 0
+        np.testing.assert_allclose(_allowed(logits, 1e-5).ravel(),
+                                   1e-5 * max(10.0, np.abs(logits).max()))
         p = np.exp(logits - logits.max(-1, keepdims=True))
         p /= p.sum(-1, keepdims=True)
         reference = {"probabilities": p, "class_map": np.argmax(logits, -1)}
         moved = {"probabilities": p + 1e-3, "class_map": reference["class_map"]}
-        allowed = _allowed(logits, 1e-4)
+        allowed = _allowed(logits, 1e-5)
         assert _within(moved, reference, "segmentation", allowed) is ok
         assert _compare(moved, reference, "segmentation", logits, allowed)[2] == 0
