@@ -277,7 +277,12 @@ class Trainer:
         the differing keys), or with ``replace_run`` move it aside to
         ``<run dir>.replaced-<UTC time>`` and start afresh. Nothing is deleted either way."""
         path = os.path.join(self.run_dir, "config.yaml")
-        if not self.chief or not os.path.exists(path):
+        if not self.chief:
+            return
+        if not os.path.exists(path):
+            # Fail now, not after building the model, when the run directory cannot be
+            # made (a file in the way, a read-only disk): OSError naming the path.
+            os.makedirs(self.run_dir, exist_ok=True)
             return
         try:
             previous = load_config(path)
