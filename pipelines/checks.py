@@ -100,8 +100,8 @@ class CommandLine:
         print(f"{self.prog}: error: {message}", file=sys.stderr, flush=True)
 
     def run(self, body, *args, **kwargs):
-        """``body(*args, **kwargs)``; its int result (None = 0), or the exit status of its
-        expected failure."""
+        """``body(*args, **kwargs)``; its int result (anything else = 0), or the exit status
+        of its expected failure."""
         try:
             status = body(*args, **kwargs)
         except self.failures as error:
@@ -112,7 +112,7 @@ class CommandLine:
             message = getattr(error, "message", None) or str(error)
             return self._report(message.strip().splitlines()[0] if _is_tf(error)
                                 else str(error), self._status())
-        return 0 if status is None else int(status)
+        return status if isinstance(status, int) and not isinstance(status, bool) else 0
 
     def _status(self):
         return EXIT_FAILED if self.has_started else EXIT_BAD_INPUT
