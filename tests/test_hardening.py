@@ -148,3 +148,45 @@ def test_export_options_are_checked_before_any_work(tmp_path, capsys, extra, mes
     lines = _error_lines(capsys, "export_tflite.py")
     assert len(lines) == 1 and message in lines[0]
     assert not out.exists()
+
+
+def _copy_shard(data, tmp_path, keep_bytes=None):
+    """The first val shard copied alone (no manifest), optionally cut to ``keep_bytes``."""
+    source = open(os.path.join(data, "val-00000-of-00001.tfrecord"), "rb").read()
+    path = str(tmp_path / "val-00000-of-00001.tfrecord")
+    with open(path, "wb") as f:
+        f.write(source if keep_bytes is None else source[:keep_bytes])
+    return path, len(source)
+
+
+def test_truncated_shard_without_manifest_is_named(data, tmp_path, capsys):
+    from pipelines import make_dataset
+
+    path, size = _copy_shard(data, tmp_path)
+    _copy_shard(data, tmp_path, keep_bytes=size - 100)
+    with pytest.raises(ValueError, match=f"^{path}: truncated or corrupt shard: record 1 "):
+        make_dataset(path, training=False, batch_size=1)
+    model = str(tmp_path / "fcn.keras")
+    keras.utils.set_random_seed(1)
+    kerasfuse.build_model("fcn", 7, backbone="resnet_tiny").save(model)
+    before = _digests(str(tmp_path))
+    assert evaluate.main([model, "--data", path, "--quiet"]) == 2
+    lines = _error_lines(capsys, "evaluate.py")
+    assert len(lines) == 1 and lines[0].startswith(f"evaluate.py: error: {path}: truncated")
+    assert _digests(str(tmp_path)) == before
+
+
+def test_shard_of_another_schema_is_named(tmp_path):
+    import tensorflow as tf
+
+    from pipelines import make_dataset
+
+    path = str(tmp_path / "other.tfrecord")
+    feature = {"image/encoded_png": tf.train.Feature(bytes_list=tf.train.BytesList(
+        value=[b"\x89PNG"]))}
+    with tf.io.TFRecordWriter(path) as f:
+        f.write(tf.train.Example(features=tf.train.Features(feature=feature))
+                .SerializeToString())
+    with pytest.raises(ValueError, match=f"^{path}: record 0 is of another schema: it lacks "
+                       r"\['image/encoded', 'image/segmentation/class/encoded'\]"):
+        make_dataset(path, training=False, batch_size=1)
