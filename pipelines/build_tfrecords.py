@@ -13,7 +13,7 @@ import sys
 
 import yaml
 
-from pipelines import converters, synthetic
+from pipelines import converters, synthetic, writer
 from pipelines.checks import CommandLine, add_debug_argument, read_option_file
 
 
@@ -27,6 +27,10 @@ def _common(parser, default_shards):
         "--overwrite", action="store_true", help="replace shards of a different conversion"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--full-hash", action="store_true",
+        help="fingerprint source files by a hash of their whole content (default: size, "
+             "mtime and a hash of the first and last 64 KiB)")
     parser.add_argument("--config", help="YAML file of option values")
     add_debug_argument(parser)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="option overrides")
@@ -120,6 +124,11 @@ def _check_keys(args, mapping, where):
 
 
 def run(args):
+    with writer.content_hash("full" if args.full_hash else "fast"):
+        return _convert(args)
+
+
+def _convert(args):
     common = dict(
         num_shards=args.num_shards,
         workers=args.workers,

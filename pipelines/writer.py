@@ -19,6 +19,7 @@ fork-safe) and a tqdm progress bar counts finished examples.
 """
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import glob
 import hashlib
@@ -27,6 +28,8 @@ import multiprocessing
 import os
 import re
 import struct
+import threading
+import time
 
 import cv2
 import numpy as np
@@ -90,6 +93,11 @@ def validate_sample(sample, num_classes, ignore_label):
             raise ValueError(f"{where}: unreadable image (the {detected} data does not decode)")
         sample.image_format = detected
         image_size = decoded.shape[:2]
+        if detected == "jpeg" and _exif_rotated(sample.image_bytes, decoded):
+            # TensorFlow ignores EXIF orientation, OpenCV applies it: store the pixels the
+            # label was drawn on (the oriented image), re-encoded losslessly as PNG.
+            sample.image = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+            sample.image_bytes, sample.image_format = None, None
     else:
         image = sample.image
         if image is None or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -130,6 +138,16 @@ def validate_sample(sample, num_classes, ignore_label):
                 f"{where}: instance ids must lie in 0..65535, got {instances.min()}.."
                 f"{instances.max()}"
             )
+
+
+def _exif_rotated(data, oriented):
+    """True when a JPEG's EXIF orientation changes its pixels (``oriented``: OpenCV's
+    decode, which applies the orientation)."""
+    if b"Exif" not in data[:_FAST_BYTES]:
+        return False
+    raw = cv2.imdecode(np.frombuffer(data, np.uint8),
+                       cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    return raw.shape != oriented.shape or not np.array_equal(raw, oriented)
 
 
 def _file_stats(path):
@@ -201,14 +219,53 @@ def shard_label_histogram(path):
     return histogram
 
 
+#: How source files enter the conversion fingerprint: ``"fast"`` (size, mtime and a
+#: SHA-256 of the first and last 64 KiB) or ``"full"`` (size, mtime and a SHA-256 of the
+#: whole file). See :func:`content_hash`.
+CONTENT_HASHES = ("fast", "full")
+_FAST_BYTES = 1 << 16
+_content_hash = ["fast"]
+
+
+@contextlib.contextmanager
+def content_hash(mode):
+    """Within the block, fingerprint source files with ``mode`` (``CONTENT_HASHES``)."""
+    if mode not in CONTENT_HASHES:
+        raise ValueError(f"content hash must be one of {CONTENT_HASHES}, got {mode!r}")
+    previous, _content_hash[0] = _content_hash[0], mode
+    try:
+        yield
+    finally:
+        _content_hash[0] = previous
+
+
+def file_fingerprint(path, mode="fast"):
+    """[size, mtime_ns, sha256] of a source file; the hash covers its first and last
+    64 KiB (``"fast"``) or all of it (``"full"``). An edited label or image changes it."""
+    stat = os.stat(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        if mode == "full" or stat.st_size <= 2 * _FAST_BYTES:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        else:
+            digest.update(f.read(_FAST_BYTES))
+            f.seek(-_FAST_BYTES, os.SEEK_END)
+            digest.update(f.read(_FAST_BYTES))
+    return [stat.st_size, stat.st_mtime_ns, digest.hexdigest()]
+
+
 def _stable(value):
-    """A process-independent description of shard arguments (functions by name)."""
+    """A process-independent description of shard arguments (functions by name, source
+    files by name and content, see :func:`file_fingerprint`)."""
     if callable(value) and hasattr(value, "__qualname__"):
         return f"{value.__module__}.{value.__qualname__}"
     if isinstance(value, (list, tuple)):
         return [_stable(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _stable(v) for k, v in sorted(value.items())}
+    if isinstance(value, (str, os.PathLike)) and os.path.isfile(value):
+        return [repr(value), file_fingerprint(value, _content_hash[0])]
     return repr(value)
 
 
@@ -309,8 +366,9 @@ def _start_plan(out_dir, name, fingerprint, num_shards, overwrite):
         if not overwrite:
             raise ValueError(
                 f"{out_dir} already holds {name!r} shards from a different conversion "
-                f"({os.path.basename(existing[0])}, ...); pass overwrite (--overwrite) or "
-                "choose another output folder"
+                f"({os.path.basename(existing[0])}, ...: other sources or options, or a "
+                "source file edited since); pass overwrite (--overwrite) to convert again, "
+                "or choose another output folder"
             )
         for path in existing:
             os.remove(path)
@@ -341,6 +399,18 @@ def _finished_shards(out_dir, names):
     return entries, todo
 
 
+def die_with_parent(parent, interval=0.5):
+    """Worker initializer: end this process when ``parent`` is gone (killed with -9, say),
+    instead of converting on as an orphan. Its unfinished temporary shard is removed by
+    the next run."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
+
+
 def _run_tasks(tasks, workers):
     """Yield the entry of every written shard: in this process, or in spawned workers."""
     if workers == 1 or len(tasks) <= 1:
@@ -349,7 +419,8 @@ def _run_tasks(tasks, workers):
         return
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(
-        max_workers=min(int(workers), len(tasks)), mp_context=context
+        max_workers=min(int(workers), len(tasks)), mp_context=context,
+        initializer=die_with_parent, initargs=(os.getpid(),),
     ) as pool:
         futures = [pool.submit(_write_shard, *task) for task in tasks]
         try:
