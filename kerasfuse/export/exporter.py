@@ -9,7 +9,9 @@ Writes, under ``out_dir``:
 * ``NAME_<precision>.tflite`` for each requested precision (``float32``, ``float16``,
   ``dynamic_range``, ``int8``): fixed input ``images`` float32 [1,H,W,3] RGB in [0, 255],
   the same named outputs, builtin ops only, the model description as metadata.
-* ``NAME_report.json`` — the parity table (:mod:`kerasfuse.export.parity`).
+* ``NAME_report.json`` — the parity table (:mod:`kerasfuse.export.parity`); the same file
+  is inside the version folder as ``kerasfuse_report.json``, so it always describes the
+  model beside it.
 
 Nothing a user keeps is removed before its replacement has passed the parity check. Every
 artefact is built in a staging folder beside the outputs (``OUT/.NAME.staging-*``, same
@@ -44,6 +46,9 @@ from kerasfuse.export.common import ExportError
 from kerasfuse.export.parity import DEFAULT_TOLERANCE, check_parity, format_table
 from kerasfuse.export.savedmodel import fixed_size_saved_model, write_saved_model
 from kerasfuse.export.tflite import PRECISIONS, convert_tflite
+
+#: The parity report's copy inside the SavedModel version folder.
+REPORT_IN_VERSION = "kerasfuse_report.json"
 
 
 @dataclasses.dataclass
@@ -189,7 +194,10 @@ def _swap_in(staged_dir, final):
 
 
 def _publish(staging, staged_model, saved_model_dir, staged_files, final_files, report):
-    """Swap the checked artefacts in: .tflite files, the version folder, then the report."""
+    """Swap the checked artefacts in: .tflite files, the version folder (with its own copy
+    of the report), then the report."""
+    shutil.copyfile(os.path.join(staging, "report.json"),
+                    os.path.join(staged_model, REPORT_IN_VERSION))
     for precision, path in staged_files.items():
         os.replace(path, final_files[precision])
     _swap_in(staged_model, saved_model_dir)
