@@ -47,7 +47,7 @@ _OS_HINTS = {
     errno.EROFS: "the file system is read-only: write somewhere else",
     errno.EACCES: "no permission: write somewhere else or fix the permissions",
     errno.EPERM: "not permitted: write somewhere else or fix the permissions",
-    errno.EEXIST: "it already exists: remove it, choose another name or pass --overwrite",
+    errno.EEXIST: "something is already there: remove it or choose another path",
     errno.ENOTDIR: "a part of that path is a file, not a folder: choose another path",
     errno.EISDIR: "that is a folder, a file was expected: choose another path",
     errno.ENOENT: "no such file or folder: check the path",

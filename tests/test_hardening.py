@@ -135,6 +135,19 @@ def test_evaluate_model_with_fewer_classes_than_the_data(data, tmp_path, capsys)
     assert not os.path.exists(str(tmp_path / "fcn3_evaluation.json"))
 
 
+def test_export_out_is_a_file(tmp_path, capsys):
+    keras.utils.set_random_seed(1)
+    model = str(tmp_path / "fcn.keras")
+    kerasfuse.build_model("fcn", 3, backbone="resnet_tiny").save(model)
+    blocker = tmp_path / "exported"
+    blocker.write_text("a file")
+    assert export_cli.main([model, "--out", str(blocker), "--precisions", "none",
+                            "--parity-samples", "1"]) == 2
+    lines = _error_lines(capsys, "export_tflite.py")
+    assert len(lines) == 1 and lines[0].startswith(f"export_tflite.py: error: {blocker}: ")
+    assert blocker.read_text() == "a file"
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--threads", "0"], "num_threads must be an integer >= 1, got 0"),
     (["--input-size", "0", "8"], "input_size must be two positive integers"),

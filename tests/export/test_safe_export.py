@@ -1,6 +1,7 @@
 """An export never loses the last good version; the parity check is scale-aware but still
 catches a broken conversion (issue #17)."""
 
+import errno
 import hashlib
 import os
 import re
@@ -56,6 +57,24 @@ def test_bad_threads_is_rejected_before_any_work(good_export):
             export.export_model(model, out, "m", input_size=SIZE, precisions=("float32",),
                                 parity_samples=1, num_threads=threads, overwrite=True,
                                 log=None)
+    assert _outputs(out) == before
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
+def test_disk_full_during_export_keeps_the_previous_version(good_export, monkeypatch, code):
+    model, out, before = good_export
+
+    def full(model, path, input_size=None):
+        os.makedirs(path)
+        with open(os.path.join(path, "saved_model.pb"), "wb") as f:
+            f.write(b"partial")
+        raise OSError(code, os.strerror(code), os.path.join(path, "saved_model.pb"))
+
+    monkeypatch.setattr(exporter, "write_saved_model", full)
+    with pytest.raises(OSError) as info:
+        export.export_model(model, out, "m", input_size=SIZE, precisions=("float32",),
+                            parity_samples=1, overwrite=True, log=None)
+    assert info.value.errno == code and info.value.filename.endswith("saved_model.pb")
     assert _outputs(out) == before
 
 

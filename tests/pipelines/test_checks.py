@@ -15,7 +15,7 @@ def _raise(error):
 
 
 @pytest.mark.parametrize("code, hint", [
-    (errno.ENOSPC, "free space"), (errno.EROFS, "read-only"), (errno.EEXIST, "--overwrite"),
+    (errno.ENOSPC, "free space"), (errno.EROFS, "read-only"), (errno.EEXIST, "already there"),
     (errno.ENOTDIR, "is a file, not a folder"),
 ])
 def test_os_errors_are_one_line_naming_the_path(code, hint, capsys):
