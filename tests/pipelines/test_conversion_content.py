@@ -100,3 +100,14 @@ def test_exif_orientation_is_applied_and_stored(tmp_path):
     np.testing.assert_array_equal(image, cv2.cvtColor(oriented, cv2.COLOR_BGR2RGB))
     np.testing.assert_array_equal(targets["labels"].numpy()[0], label)
     assert image[:6, :, 0].min() > 200  # red where the label says 1
+
+
+def test_split_name_with_a_dash_finds_its_manifest(tmp_path):
+    from pipelines import reader
+
+    _pairs(tmp_path, [np.ones((8, 12), np.uint8)])
+    assert build_tfrecords.main(_argv(tmp_path, "--split", "my-train")) == 0
+    files = reader.resolve_files(str(tmp_path / "out" / "my-train-*.tfrecord"))
+    manifest = reader.manifest_for(files)
+    assert manifest["split"] == "my-train"
+    assert manifest["dir"] == str(tmp_path / "out")
