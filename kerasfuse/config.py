@@ -410,9 +410,17 @@ def differences(old, new, ignore=()):
 
 
 def save_config(config, path):
-    """Write the resolved config as YAML (loadable again with :func:`load_config`)."""
-    with open(path, "w") as f:
-        yaml.safe_dump(to_dict(config), f, sort_keys=False)
+    """Write the resolved config as YAML (loadable again with :func:`load_config`); atomic:
+    a temporary file renamed over ``path``. OSError names ``path``."""
+    temporary = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(temporary, "w") as f:
+            yaml.safe_dump(to_dict(config), f, sort_keys=False)
+        os.replace(temporary, path)
+    except OSError as error:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise OSError(error.errno, error.strerror, path) from error
 
 
 def _check(condition, key, value, requirement):

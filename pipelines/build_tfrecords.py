@@ -13,8 +13,8 @@ import sys
 
 import yaml
 
-from pipelines import converters, synthetic
-from pipelines.checks import read_option_file
+from pipelines import converters, synthetic, writer
+from pipelines.checks import CommandLine, add_debug_argument, read_option_file
 
 
 def _common(parser, default_shards):
@@ -27,7 +27,12 @@ def _common(parser, default_shards):
         "--overwrite", action="store_true", help="replace shards of a different conversion"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--full-hash", action="store_true",
+        help="fingerprint source files by a hash of their whole content (default: size, "
+             "mtime and a hash of the first and last 64 KiB)")
     parser.add_argument("--config", help="YAML file of option values")
+    add_debug_argument(parser)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="option overrides")
 
 
@@ -119,6 +124,11 @@ def _check_keys(args, mapping, where):
 
 
 def run(args):
+    with writer.content_hash("full" if args.full_hash else "fast"):
+        return _convert(args)
+
+
+def _convert(args):
     common = dict(
         num_shards=args.num_shards,
         workers=args.workers,
@@ -171,14 +181,14 @@ def run(args):
 
 def main(argv=None):
     parser = build_parser()
-    try:
-        args = _apply_config(parser, argv)
-        out = run(args)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote TFRecords and manifests to {out}")
-    return 0
+    cli = CommandLine("build_tfrecords",
+                      debug="--debug" in (argv if argv is not None else sys.argv[1:]))
+
+    def body():
+        out = run(_apply_config(parser, argv))
+        print(f"wrote TFRecords and manifests to {out}")
+
+    return cli.run(body)
 
 
 if __name__ == "__main__":

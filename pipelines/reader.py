@@ -176,8 +176,46 @@ def _check_arguments(pattern, training, crop_size, batch_size, targets, num_clas
     return files, num_classes
 
 
+def check_shard(path):
+    """ValueError naming ``path`` when it is not a whole TFRecord file of this schema.
+
+    Reads the 12-byte header of every record (a seek per record, no data) so a truncated
+    file is named with the record where it ends, and parses the first record so a file of
+    another schema is named with the keys it lacks — TensorFlow's own errors for both
+    ("truncated record at N", "Input is empty") name no file.
+    """
+    size = os.path.getsize(path)
+    position, count = 0, 0
+    with open(path, "rb") as f:
+        while position < size:
+            f.seek(position)
+            header = f.read(12)
+            end = position + 12 + (int.from_bytes(header[:8], "little")
+                                   if len(header) == 12 else 0) + 4
+            if len(header) < 12 or end > size:
+                raise ValueError(
+                    f"{path}: truncated or corrupt shard: record {count} at byte {position} "
+                    f"runs past the end of the file ({size} bytes); convert it again")
+            position, count = end, count + 1
+    if count == 0:
+        raise ValueError(f"{path}: empty shard (no records); convert it again")
+    first = next(iter(tf.data.TFRecordDataset(path).take(1))).numpy()
+    try:
+        keys = set(tf.train.Example.FromString(first).features.feature)
+    except Exception:  # protobuf DecodeError: not an Example at all
+        raise ValueError(f"{path}: record 0 is not a tf.train.Example; is this a "
+                         "kerasfuse / TF Model Garden segmentation shard?") from None
+    missing = sorted({schema.IMAGE_KEY, schema.LABEL_KEY} - keys)
+    if missing:
+        raise ValueError(
+            f"{path}: record 0 is of another schema: it lacks {missing} (it has "
+            f"{sorted(keys)[:6]}); convert the data with python -m pipelines.build_tfrecords")
+
+
 def _records(files, training, seed, shuffle_buffer, repeat, cycle_length, num_parallel_calls):
     """(index, serialized record) pairs: interleaved shuffled shards when training."""
+    for path in files:
+        check_shard(path)
     if training:
         file_ds = tf.data.Dataset.from_tensor_slices(files)
         file_ds = file_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)

@@ -113,14 +113,16 @@ def decode_example(features, with_instances=True):
     A record without image or label bytes, or whose label map size differs from the image,
     raises InvalidArgumentError naming the record's source id.
     """
-    tf.debugging.Assert(
+    present = tf.debugging.Assert(
         tf.logical_and(
             tf.strings.length(features[IMAGE_KEY]) > 0, tf.strings.length(features[LABEL_KEY]) > 0
         ),
-        ["corrupt record: empty image or label in record", features[SOURCE_ID_KEY]],
+        ["corrupt record or another schema: empty image or label in record "
+         "(image/encoded, image/segmentation/class/encoded)", features[SOURCE_ID_KEY]],
     )
-    image = tf.io.decode_image(features[IMAGE_KEY], channels=3, expand_animations=False)
-    labels = tf.io.decode_png(features[LABEL_KEY], channels=1)[..., 0]
+    with tf.control_dependencies([present]):  # this message, not the decoder's "empty"
+        image = tf.io.decode_image(features[IMAGE_KEY], channels=3, expand_animations=False)
+        labels = tf.io.decode_png(features[LABEL_KEY], channels=1)[..., 0]
     size = tf.shape(image)[:2]
     tf.debugging.Assert(
         tf.reduce_all(tf.equal(tf.shape(labels), size)),

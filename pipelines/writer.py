@@ -3,7 +3,8 @@
 A conversion of one split NAME into OUT_DIR produces::
 
     OUT_DIR/NAME-00000-of-00004.tfrecord ... NAME-00003-of-00004.tfrecord
-    OUT_DIR/NAME.manifest.json        counts per shard, classes, ignore label, sha256 checksums
+    OUT_DIR/NAME.manifest.json        counts per shard, classes, ignore label, sha256 checksums,
+                                      label_histogram (pixels per label id over the split)
     OUT_DIR/.NAME.plan.json           fingerprint of the conversion (for resuming)
 
 Each shard is written by one task to ``.<shard name>.tmp-<pid>`` and renamed to its final
@@ -18,6 +19,7 @@ fork-safe) and a tqdm progress bar counts finished examples.
 """
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import glob
 import hashlib
@@ -26,6 +28,8 @@ import multiprocessing
 import os
 import re
 import struct
+import threading
+import time
 
 import cv2
 import numpy as np
@@ -89,6 +93,11 @@ def validate_sample(sample, num_classes, ignore_label):
             raise ValueError(f"{where}: unreadable image (the {detected} data does not decode)")
         sample.image_format = detected
         image_size = decoded.shape[:2]
+        if detected == "jpeg" and _exif_rotated(sample.image_bytes, decoded):
+            # TensorFlow ignores EXIF orientation, OpenCV applies it: store the pixels the
+            # label was drawn on (the oriented image), re-encoded losslessly as PNG.
+            sample.image = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+            sample.image_bytes, sample.image_format = None, None
     else:
         image = sample.image
         if image is None or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -131,6 +140,16 @@ def validate_sample(sample, num_classes, ignore_label):
             )
 
 
+def _exif_rotated(data, oriented):
+    """True when a JPEG's EXIF orientation changes its pixels (``oriented``: OpenCV's
+    decode, which applies the orientation)."""
+    if b"Exif" not in data[:_FAST_BYTES]:
+        return False
+    raw = cv2.imdecode(np.frombuffer(data, np.uint8),
+                       cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    return raw.shape != oriented.shape or not np.array_equal(raw, oriented)
+
+
 def _file_stats(path):
     """(number of records, sha256, bytes) of a TFRecord file; ValueError if truncated."""
     digest = hashlib.sha256()
@@ -158,27 +177,95 @@ def _write_shard(out_dir, final_name, source_fn, source_args, num_classes, ignor
     """Write one shard atomically; runs in a worker process. Returns its manifest entry."""
     final = os.path.join(out_dir, final_name)
     temporary = os.path.join(out_dir, f".{final_name}.tmp-{os.getpid()}")
+    histogram = np.zeros(256, np.int64)
     try:
         with tf.io.TFRecordWriter(temporary) as writer:
             for sample in source_fn(*source_args):
                 validate_sample(sample, num_classes, ignore_label)
+                histogram += np.bincount(sample.label.ravel(), minlength=256)
                 writer.write(encode_example(sample))
         count, sha256, size = _file_stats(temporary)
         os.replace(temporary, final)
+    except OSError as error:  # name the shard: a full disk's write error names no file
+        raise OSError(error.errno, error.strerror, error.filename or final) from error
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
-    return {"file": final_name, "num_examples": count, "sha256": sha256, "bytes": size}
+    return {"file": final_name, "num_examples": count, "sha256": sha256, "bytes": size,
+            "label_histogram": _sparse(histogram)}
+
+
+def _sparse(histogram):
+    """{label id (str): pixel count} of the ids present."""
+    return {str(i): int(histogram[i]) for i in np.flatnonzero(histogram)}
+
+
+def _dense(sparse):
+    histogram = np.zeros(256, np.int64)
+    for label, count in sparse.items():
+        histogram[int(label)] = count
+    return histogram
+
+
+def shard_label_histogram(path):
+    """Pixel count per label id (256 bins) of every record in one shard."""
+    from pipelines.schema import LABEL_KEY
+
+    histogram = np.zeros(256, np.int64)
+    spec = {LABEL_KEY: tf.io.FixedLenFeature([], tf.string)}
+    for record in tf.data.TFRecordDataset(path):
+        encoded = tf.io.parse_single_example(record, spec)[LABEL_KEY]
+        histogram += np.bincount(tf.io.decode_png(encoded).numpy().ravel(), minlength=256)
+    return histogram
+
+
+#: How source files enter the conversion fingerprint: ``"fast"`` (size, mtime and a
+#: SHA-256 of the first and last 64 KiB) or ``"full"`` (size, mtime and a SHA-256 of the
+#: whole file). See :func:`content_hash`.
+CONTENT_HASHES = ("fast", "full")
+_FAST_BYTES = 1 << 16
+_content_hash = ["fast"]
+
+
+@contextlib.contextmanager
+def content_hash(mode):
+    """Within the block, fingerprint source files with ``mode`` (``CONTENT_HASHES``)."""
+    if mode not in CONTENT_HASHES:
+        raise ValueError(f"content hash must be one of {CONTENT_HASHES}, got {mode!r}")
+    previous, _content_hash[0] = _content_hash[0], mode
+    try:
+        yield
+    finally:
+        _content_hash[0] = previous
+
+
+def file_fingerprint(path, mode="fast"):
+    """[size, mtime_ns, sha256] of a source file; the hash covers its first and last
+    64 KiB (``"fast"``) or all of it (``"full"``). An edited label or image changes it."""
+    stat = os.stat(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        if mode == "full" or stat.st_size <= 2 * _FAST_BYTES:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        else:
+            digest.update(f.read(_FAST_BYTES))
+            f.seek(-_FAST_BYTES, os.SEEK_END)
+            digest.update(f.read(_FAST_BYTES))
+    return [stat.st_size, stat.st_mtime_ns, digest.hexdigest()]
 
 
 def _stable(value):
-    """A process-independent description of shard arguments (functions by name)."""
+    """A process-independent description of shard arguments (functions by name, source
+    files by name and content, see :func:`file_fingerprint`)."""
     if callable(value) and hasattr(value, "__qualname__"):
         return f"{value.__module__}.{value.__qualname__}"
     if isinstance(value, (list, tuple)):
         return [_stable(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _stable(v) for k, v in sorted(value.items())}
+    if isinstance(value, (str, os.PathLike)) and os.path.isfile(value):
+        return [repr(value), file_fingerprint(value, _content_hash[0])]
     return repr(value)
 
 
@@ -196,9 +283,14 @@ def _fingerprint(name, sources, class_names, ignore_label, extra):
 
 def _write_json(path, payload):
     temporary = path + f".tmp-{os.getpid()}"
-    with open(temporary, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "w") as f:
+            json.dump(payload, f, indent=2)
+        os.replace(temporary, path)
+    except OSError as error:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise OSError(error.errno, error.strerror, path) from error
 
 
 def write_split(
@@ -274,8 +366,9 @@ def _start_plan(out_dir, name, fingerprint, num_shards, overwrite):
         if not overwrite:
             raise ValueError(
                 f"{out_dir} already holds {name!r} shards from a different conversion "
-                f"({os.path.basename(existing[0])}, ...); pass overwrite (--overwrite) or "
-                "choose another output folder"
+                f"({os.path.basename(existing[0])}, ...: other sources or options, or a "
+                "source file edited since); pass overwrite (--overwrite) to convert again, "
+                "or choose another output folder"
             )
         for path in existing:
             os.remove(path)
@@ -299,10 +392,23 @@ def _finished_shards(out_dir, names):
             else:
                 entries[final_name] = {
                     "file": final_name, "num_examples": count, "sha256": sha256, "bytes": size,
+                    "label_histogram": _sparse(shard_label_histogram(path)),
                 }
                 continue
         todo.append(index)
     return entries, todo
+
+
+def die_with_parent(parent, interval=0.5):
+    """Worker initializer: end this process when ``parent`` is gone (killed with -9, say),
+    instead of converting on as an orphan. Its unfinished temporary shard is removed by
+    the next run."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
 
 
 def _run_tasks(tasks, workers):
@@ -313,7 +419,8 @@ def _run_tasks(tasks, workers):
         return
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(
-        max_workers=min(int(workers), len(tasks)), mp_context=context
+        max_workers=min(int(workers), len(tasks)), mp_context=context,
+        initializer=die_with_parent, initargs=(os.getpid(),),
     ) as pool:
         futures = [pool.submit(_write_shard, *task) for task in tasks]
         try:
@@ -340,6 +447,7 @@ def _manifest(name, shards, class_names, ignore_label, extra):
         "counts": {s["file"]: s["num_examples"] for s in shards},
         "checksums": {s["file"]: "sha256:" + s["sha256"] for s in shards},
         "bytes": {s["file"]: s["bytes"] for s in shards},
+        "label_histogram": _sparse(sum(_dense(s["label_histogram"]) for s in shards)),
         "source": extra or {},
     }
 
@@ -366,6 +474,30 @@ def read_manifest(path_or_dir, split="train"):
             raise ValueError(f"{path}: manifest lacks the key {key!r}")
     manifest["dir"] = os.path.dirname(os.path.abspath(path))
     return manifest
+
+
+def check_label_range(manifest, num_classes, what):
+    """Refuse ``num_classes`` classes for a split whose labels use ids >= ``num_classes``.
+
+    The ids in use come from the manifest's ``label_histogram`` (the manifest's
+    ``num_classes`` for manifests written before it existed). ValueError naming ``what``
+    (e.g. ``data.num_classes``), both numbers and the manifest; a model with K classes
+    would otherwise drop every pixel with an id >= K from the scores, or index past its
+    logits in the loss.
+    """
+    ignore = int(manifest["ignore_label"])
+    histogram = manifest.get("label_histogram")
+    if histogram is not None:
+        ids = [int(k) for k in histogram if int(k) != ignore]
+        needed, source = (max(ids) + 1 if ids else 0), "its label histogram"
+    else:
+        needed, source = int(manifest["num_classes"]), "its num_classes"
+    if needed > num_classes:
+        path = manifest_path(manifest.get("dir", "."), manifest.get("split", "?"))
+        raise ValueError(
+            f"{what} is {num_classes} but the labels of {path} use ids up to {needed - 1} "
+            f"({source}): {needed} classes are needed; set {needed} classes or use "
+            "data converted with the model's classes")
 
 
 def verify_split(path_or_dir, split="train"):

@@ -1,12 +1,10 @@
 """What the command-line tools share: inference options and one-line error reporting."""
 
-import sys
-
-from kerasfuse.checks import InputError
+from kerasfuse.checks import EXIT_BAD_INPUT, CommandLine, InputError, add_debug_argument
 from kerasfuse.inference import DEFAULT_SCALES, MODES
 
-#: Exit status for bad input (one ``error:`` line on stderr).
-EXIT_BAD_INPUT = 2
+__all__ = ["EXIT_BAD_INPUT", "add_debug_argument", "add_inference_arguments",
+           "inference_options", "int_pair", "report_errors"]
 
 
 def int_pair(values, flag):
@@ -40,11 +38,8 @@ def inference_options(args):
             "flip": not args.no_flip, "output_key": args.output_key}
 
 
-def report_errors(prog, run, args, errors=(ValueError,)):
-    """``run(args)``; an error of ``errors`` prints ``prog: error: ...`` and returns 2."""
-    try:
-        run(args)
-    except errors as error:  # InputError and the library's input checks
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    return 0
+def report_errors(prog, run, args, expected=()):
+    """``run(args)`` through :class:`~kerasfuse.checks.CommandLine`: bad input, OS and data
+    errors (and ``expected``) print one ``prog: error: ...`` line and return 2."""
+    cli = CommandLine(prog, debug=getattr(args, "debug", False), expected=expected)
+    return cli.run(lambda: run(args) and None)

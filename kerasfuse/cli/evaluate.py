@@ -24,7 +24,12 @@ import numpy as np
 
 from kerasfuse.checks import IGNORE_LABEL
 from kerasfuse.checks import InputError as UsageError
-from kerasfuse.cli.common import add_inference_arguments, inference_options, report_errors
+from kerasfuse.cli.common import (
+    add_debug_argument,
+    add_inference_arguments,
+    inference_options,
+    report_errors,
+)
 
 DEFAULT_OUTPUT_NAME = "evaluation.json"
 
@@ -105,6 +110,12 @@ def evaluate(model, dataset, num_classes, options, boundary_tolerances=(3.0,),
         labels = np.asarray(targets["labels"])
         if max_images is not None:
             images, labels = images[:max_images - seen], labels[:max_images - seen]
+        outside = labels[(labels >= num_classes) & (labels != IGNORE_LABEL)]
+        if outside.size:
+            raise UsageError(
+                f"record {seen} of the data has label id {int(outside.max())} but the model "
+                f"has {num_classes} classes (0..{num_classes - 1}); evaluate it on data "
+                "converted with its classes")
         probs = inference.predict(model, images, task=task, **options)
         if probs.shape[-1] != num_classes:
             raise UsageError(f"model predicts {probs.shape[-1]} classes, expected {num_classes}")
@@ -189,6 +200,7 @@ def build_parser():
     parser.add_argument("--output", help=f"JSON file (default: {DEFAULT_OUTPUT_NAME} next to "
                                          "the model)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_debug_argument(parser)
     return parser
 
 
@@ -263,6 +275,10 @@ def run(args):
     manifest = dataset_manifest(args.data)
     model = load_model(args.model)
     num_classes = _num_classes(model, args.output_key)
+    if manifest is not None:
+        from pipelines.writer import check_label_range
+
+        check_label_range(manifest, num_classes, f"the model's number of classes ({args.model})")
     class_names = _class_names(model, manifest, num_classes)
     targets = ("labels",) if model.task == "segmentation" else ("labels", "edges")
     dataset = make_dataset(args.data, training=False, batch_size=1, targets=targets,
@@ -296,7 +312,7 @@ def main(argv=None):
     """CLI entry point; returns the exit status (0 ok, 2 bad input)."""
     # ImportError: pyEdgeEval (the protocol MF-ODS) is not installed; the message says how.
     return report_errors("evaluate.py", run, build_parser().parse_args(argv),
-                         errors=(ValueError, ImportError))
+                         expected=(ImportError,))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import yaml  # noqa: E402
 
+from kerasfuse.checks import CommandLine, add_debug_argument  # noqa: E402
+from kerasfuse.export.parity import DEFAULT_TOLERANCE  # noqa: E402
 from kerasfuse.export.tflite import PRECISIONS  # noqa: E402
 from pipelines.checks import read_option_file  # noqa: E402
 
@@ -52,18 +54,21 @@ def build_parser():
     parser.add_argument("--parity-samples", type=int, default=4,
                         help="images on which all paths are compared (default 4)")
     parser.add_argument("--version", type=int, default=1, help="SavedModel version folder")
-    parser.add_argument("--tolerance", type=float, default=1e-4,
-                        help="max |p - p_keras| of float32 paths (default 1e-4)")
+    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+                        help="allowed error of float32 paths relative to the logit scale: "
+                             "|p - p_keras| <= T * max(10, max |logit|) (default 1e-5)")
     parser.add_argument("--threads", type=int, default=None, help="LiteRT threads")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing version folder / .tflite files")
     parser.add_argument("--config", default=None, metavar="FILE",
                         help="YAML mapping of option names (input_size: [128, 128])")
+    add_debug_argument(parser)
     return parser
 
 
 def _option_names(parser):
-    return {a.dest for a in parser._actions} - {"help", "source", "overrides", "config"}
+    return {a.dest for a in parser._actions} - {"help", "source", "overrides", "config",
+                                                 "debug"}
 
 
 def resolve_args(argv):
@@ -117,21 +122,19 @@ def run(args):
 
 
 def main(argv=None):
-    try:
+    """CLI entry point: 0 done, 2 bad input, 1 export failure (one ``error:`` line each)."""
+    from kerasfuse.export import ExportError
+
+    cli = CommandLine("export_tflite.py", debug="--debug" in (argv or sys.argv[1:]),
+                      failures=(ExportError,))
+
+    def body():
         args = resolve_args(argv)
         if not os.path.exists(args.source):
             raise ValueError(f"source {args.source!r} does not exist")
-        from kerasfuse.export import ExportError
+        run(args)
 
-        try:
-            run(args)
-        except ExportError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return cli.run(body)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,12 @@ import sys
 import numpy as np
 
 from kerasfuse.checks import InputError as UsageError
-from kerasfuse.cli.common import add_inference_arguments, inference_options, report_errors
+from kerasfuse.cli.common import (
+    add_debug_argument,
+    add_inference_arguments,
+    inference_options,
+    report_errors,
+)
 
 
 def read_image(path):
@@ -64,6 +69,7 @@ def build_parser():
     add_inference_arguments(parser)
     parser.add_argument("--class-names", nargs="+", help="legend names (default: the "
                         "model's, else the TFRecord manifest's, else numbers)")
+    add_debug_argument(parser)
     return parser
 
 

@@ -17,8 +17,6 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-EXIT_BAD_INPUT = 2
-EXIT_DIVERGED = 1
 
 
 def _parser():
@@ -38,6 +36,8 @@ def _parser():
                         help="when the run directory holds a run with another config, move "
                         "it aside (<run dir>.replaced-<time>) and start afresh instead of "
                         "refusing")
+    parser.add_argument("--debug", action="store_true",
+                        help="print the traceback of an error as well as its one-line message")
     parser.add_argument("--list-models", action="store_true",
                         help="print the registered model names and exit")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value",
@@ -64,9 +64,17 @@ def _ensure_data(config):
 
 
 def main(argv=None):
-    """CLI entry point; returns the exit code (0 ok, 1 diverged, 2 bad input)."""
+    """CLI entry point; returns the exit code (0 ok, 2 bad input, 1 a run that started and
+    failed: diverged, disk full...), one ``train.py: error:`` line for expected failures."""
     args = _parser().parse_args(argv)
-    from kerasfuse.config import ConfigError, load_config
+    from kerasfuse.checks import CommandLine
+
+    cli = CommandLine("train.py", debug=args.debug, failures=(FloatingPointError,))
+    return cli.run(_main, args, cli)
+
+
+def _main(args, cli):
+    from kerasfuse.config import load_config
 
     if args.list_models:
         from kerasfuse.models.registry import MODELS
@@ -77,22 +85,15 @@ def main(argv=None):
     overrides = list(args.overrides)
     if args.devices is not None:
         overrides.append(f"run.devices={args.devices}")
-    try:
-        config = load_config(args.config, overrides)
-        _ensure_data(config)
-        import keras
+    config = load_config(args.config, overrides)
+    _ensure_data(config)
+    import keras
 
-        from kerasfuse.training import Trainer
+    from kerasfuse.training import Trainer
 
-        keras.utils.set_random_seed(config.run.seed)
-        trainer = Trainer(config, replace_run=args.force)
-        metrics = trainer.train()
-    except ConfigError as err:
-        print(f"train.py: error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except FloatingPointError as err:
-        print(f"train.py: error: {err}", file=sys.stderr)
-        return EXIT_DIVERGED
+    keras.utils.set_random_seed(config.run.seed)
+    trainer = Trainer(config, replace_run=args.force, on_start=cli.started)
+    metrics = trainer.train()
     if trainer.chief:
         key = trainer.monitor
         name = "mIoU" if key == "mean_iou" else "MF-ODS"

@@ -18,6 +18,8 @@ import sys
 
 import yaml
 
+from pipelines.checks import CommandLine, add_debug_argument
+
 PROG = "kerasfuse-convert"
 
 
@@ -58,7 +60,7 @@ def parse_args(argv=None):
                         help="stage widths, for non-standard widths")
     parser.add_argument("--trust-pickle", action="store_true",
                         help="let torch unpickle arbitrary objects (trusted files only)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -99,29 +101,22 @@ def main(argv=None):
     from kerasfuse.convert import ConversionError, convert_checkpoint
 
     if args.model is not None:
-        try:
-            return _convert_model(args)
-        except (ConversionError, ValueError, OSError) as error:
-            if args.debug:
-                raise
-            print(f"{PROG}: error: {error}", file=sys.stderr)
-            return 2
+        return CommandLine(PROG, debug=args.debug, expected=(ConversionError,)).run(
+            _convert_model, args)
     if args.backbone is None:
         print(f"{PROG}: error: give --backbone NAME (ImageNet backbone weights) or "
               "--model FAMILY (a full-model checkpoint)", file=sys.stderr)
         return 2
     options = {key: getattr(args, key) for key in ("depths", "widths")
                if getattr(args, key) is not None}
-    try:
-        report = convert_checkpoint(args.source, args.backbone, args.output,
-                                    report=args.report, options=options,
-                                    prefixes=args.prefix, skip=args.skip,
-                                    trust_pickle=args.trust_pickle)
-    except (ConversionError, ValueError, OSError) as error:
-        if args.debug:
-            raise
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 2
+    reports = []
+    status = CommandLine(PROG, debug=args.debug, expected=(ConversionError,)).run(
+        lambda: reports.append(convert_checkpoint(
+            args.source, args.backbone, args.output, report=args.report, options=options,
+            prefixes=args.prefix, skip=args.skip, trust_pickle=args.trust_pickle)))
+    if status:
+        return status
+    report = reports[0]
     counts = report["counts"]
     print(f"{args.backbone}: {counts['mapped']} tensors mapped, {counts['skipped']} skipped, "
           f"{counts['target_weights']} weights set -> {report['output']} "

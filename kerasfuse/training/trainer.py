@@ -60,11 +60,12 @@ class Trainer:
     ``predictions/*.png`` and ``metrics.json``.
     """
 
-    def __init__(self, config, strategy=None, replace_run=False):
+    def __init__(self, config, strategy=None, replace_run=False, on_start=None):
         from kerasfuse.models.registry import get_spec
 
         self.config = config
         self.replace_run = replace_run
+        self.on_start = on_start
         self.spec = get_spec(config.model.name)
         self.strategy = strategy or make_strategy(config.run.strategy, config.run.devices)
         self.workers = num_workers(self.strategy)
@@ -86,7 +87,7 @@ class Trainer:
 
     def _read_classes(self, files):
         """(num_classes, class names or None): the config, else the shards' manifest."""
-        from pipelines import reader
+        from pipelines import reader, writer
 
         manifest = reader.manifest_for(files)
         names = None if manifest is None else manifest.get("class_names")
@@ -96,9 +97,24 @@ class Trainer:
                 raise ConfigError("data.num_classes is not set and no manifest was found "
                                   f"next to {files[0]}")
             num_classes = int(manifest["num_classes"])
+        if manifest is not None:
+            try:
+                writer.check_label_range(manifest, num_classes, "data.num_classes")
+            except ValueError as error:
+                raise ConfigError(str(error)) from None
         if names is not None and len(names) != num_classes:
             names = None
         return num_classes, None if names is None else [str(n) for n in names]
+
+    def _check_val_classes(self, files):
+        from pipelines import reader, writer
+
+        manifest = reader.manifest_for(files)
+        if manifest is not None:
+            try:
+                writer.check_label_range(manifest, self.num_classes, "data.num_classes")
+            except ValueError as error:
+                raise ConfigError(str(error)) from None
 
     def _train_dataset(self, files, batch_size):
         from pipelines import make_dataset
@@ -123,6 +139,7 @@ class Trainer:
         train = self._train_dataset(self.train_files, data.batch_size * self.replicas)
         val = None
         if data.val_pattern:
+            self._check_val_classes(self._files(data.val_pattern))
             val_targets = ("labels", "edges") if self.spec.task == "edge" else ("labels",)
             val = make_dataset(
                 self._files(data.val_pattern), training=False,
@@ -260,7 +277,12 @@ class Trainer:
         the differing keys), or with ``replace_run`` move it aside to
         ``<run dir>.replaced-<UTC time>`` and start afresh. Nothing is deleted either way."""
         path = os.path.join(self.run_dir, "config.yaml")
-        if not self.chief or not os.path.exists(path):
+        if not self.chief:
+            return
+        if not os.path.exists(path):
+            # Fail now, not after building the model, when the run directory cannot be
+            # made (a file in the way, a read-only disk): OSError naming the path.
+            os.makedirs(self.run_dir, exist_ok=True)
             return
         try:
             previous = load_config(path)
@@ -288,6 +310,8 @@ class Trainer:
         if self.chief:
             os.makedirs(self.run_dir, exist_ok=True)
             save_config(self.config, os.path.join(self.run_dir, "config.yaml"))
+        if self.on_start is not None:
+            self.on_start()
         start = time.time()
         if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
             status = self._train_custom_loop()

@@ -34,7 +34,7 @@ def test_bad_input_exits_2_with_one_line(argv, message, keras_file, capsys):
     code = export_tflite.main([a.replace("{keras}", keras_file) for a in argv])
     err = capsys.readouterr().err.strip()
     assert code == 2
-    assert err.startswith("error: ") and "\n" not in err
+    assert err.startswith("export_tflite.py: error: ") and "\n" not in err
     assert message in err
 
 
@@ -106,9 +106,15 @@ def test_format_table_columns():
             export.ParityRow("tflite:float16", "m.tflite", 3 * 2**20, 1.5e-3, 0.9912, 2.0,
                              False)]
     lines = export.format_table(rows).splitlines()
-    assert lines[0].split() == ["format", "size", "max", "|dp|", "agreement", "ms/image"]
-    assert lines[2].split() == ["keras", "-", "0.00e+00", "100.00%", "12.3"]
-    assert lines[3].split() == ["tflite:float16", "3.00", "MiB", "1.50e-03", "99.12%", "2.0"]
+    assert lines[0].split() == ["format", "size", "max", "|dp|", "allowed", "agreement",
+                                "flipped", "ms/image"]
+    assert lines[2].split() == ["keras", "-", "0.00e+00", "-", "100.00%", "-", "12.3"]
+    assert lines[3].split() == ["tflite:float16", "3.00", "MiB", "1.50e-03", "-", "99.12%",
+                                "-", "2.0"]
+    checked = export.ParityRow("tflite:float32", "m.tflite", 2**20, 2e-5, 1.0, 1.0, True,
+                               3e-2, 0)
+    assert export.format_table([checked]).splitlines()[2].split()[4:7] == [
+        "3.0e-02", "100.00%", "0"]
 
 
 @pytest.mark.slow

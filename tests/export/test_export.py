@@ -185,13 +185,3 @@ def test_flex_op_fails_naming_the_op(tmp_path):
     archive.write_out(str(tmp_path / "flex"), verbose=False)
     with pytest.raises(export.ExportError, match=r"tf\.Digamma.*Flex"):
         export.convert_tflite(str(tmp_path / "flex"), "float32")
-
-
-def test_parity_failure_removes_artefacts(tmp_path, test_images):
-    model = build_tiny("dmnet")
-    with pytest.raises(export.ExportError, match="parity check failed"):
-        export.export_model(model, str(tmp_path), "strict", input_size=SIZE,
-                            precisions=("float32",), parity_samples=1, tolerance=1e-30,
-                            log=None)
-    assert not os.path.exists(tmp_path / "strict" / "1")
-    assert not os.path.exists(tmp_path / "strict_float32.tflite")

@@ -37,7 +37,7 @@ def test_config_file_and_key_value_overrides(tmp_path):
 
 def _one_error_line(capsys):
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ")
+    assert len(err) == 1 and err[0].startswith("build_tfrecords: error: ")
     return err[0]
 
 

@@ -32,7 +32,7 @@ def arrays_source(indices):
 
 
 def flaky_source(indices, stop_file):
-    """``arrays_source`` that dies at img005 while ``stop_file`` exists (a crash)."""
+    """``arrays_source`` that dies at img005 while ``stop_file`` (a folder) exists."""
     for i in indices:
         if i == 5 and os.path.exists(stop_file):
             raise ValueError("simulated crash at img005")
@@ -118,7 +118,7 @@ def test_resume_after_interrupted_conversion_keeps_complete_shards(tmp_path):
     reference = _write(tmp_path / "reference")
     out = tmp_path / "out"
     stop = tmp_path / "crash-now"
-    stop.write_text("")
+    stop.mkdir()  # a folder: source files enter the fingerprint by content, folders do not
     sources = [(flaky_source, args + (str(stop),)) for _, args in _sources()]
     with pytest.raises(ValueError, match="img005"):
         write_split(out, "train", sources, CLASSES, progress=False)
@@ -129,7 +129,7 @@ def test_resume_after_interrupted_conversion_keeps_complete_shards(tmp_path):
     assert not glob.glob(str(out / ".*.tmp-*"))
     assert not (out / "train.manifest.json").exists()
     kept = {p.name: os.stat(p).st_mtime_ns for p in out.glob("*.tfrecord")}
-    stop.unlink()
+    stop.rmdir()
     manifest = write_split(out, "train", sources, CLASSES, progress=False)
     for name, mtime in kept.items():
         assert os.stat(out / name).st_mtime_ns == mtime
