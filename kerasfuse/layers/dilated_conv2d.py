@@ -40,22 +40,23 @@ def dilation_mode():
 def native_dilated_training_supported():
     """Whether TensorFlow's default device has a differentiable native dilated Conv2D.
 
-    Probed once with a 5x5 convolution and its gradients, run eagerly: the stock Eigen CPU
-    kernels compute the forward pass but raise for Conv2DBackpropFilter/Input with a
-    dilation > 1; oneDNN (TF_ENABLE_ONEDNN_OPTS=1, the default on CPUs with AVX-512) and
+    Probed once by running the three kernels (Conv2D and its two backprops) eagerly on a
+    5x5 input: the stock Eigen CPU kernels compute the forward pass but raise for
+    Conv2DBackpropFilter with a dilation > 1; oneDNN (TF_ENABLE_ONEDNN_OPTS=1, the default on CPUs with AVX-512) and
     cuDNN support all three.
     """
     import tensorflow as tf
 
+    args = {"strides": [1, 1, 1, 1], "padding": "SAME", "dilations": [1, 2, 2, 1]}
     with tf.init_scope():
         x = tf.ones([1, 5, 5, 1])
         kernel = tf.ones([3, 3, 1, 1])
         try:
-            with tf.GradientTape() as tape:
-                tape.watch([x, kernel])
-                y = tf.nn.conv2d(x, kernel, strides=1, padding="SAME", dilations=2)
-            grads = tape.gradient(y, [x, kernel])
-            [g.numpy() for g in grads]
+            tf.raw_ops.Conv2D(input=x, filter=kernel, **args).numpy()
+            tf.raw_ops.Conv2DBackpropInput(input_sizes=[1, 5, 5, 1], filter=kernel,
+                                           out_backprop=x, **args).numpy()
+            tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=[3, 3, 1, 1],
+                                            out_backprop=x, **args).numpy()
         except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
             return False
     return True
