@@ -54,7 +54,8 @@ def build_parser():
     parser.add_argument("--version", type=int, default=1, help="SavedModel version folder")
     parser.add_argument("--tolerance", type=float, default=1e-4,
                         help="max |p - p_keras| of float32 paths (default 1e-4)")
-    parser.add_argument("--threads", type=int, default=None, help="LiteRT threads")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="LiteRT threads for the parity run (default: all cores)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing version folder / .tflite files")
     parser.add_argument("--config", default=None, metavar="FILE",

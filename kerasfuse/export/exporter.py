@@ -160,7 +160,7 @@ def export_model(source, out_dir, name=None, *, input_size=None, precisions=("fl
         version: SavedModel version folder (positive integer).
         tolerance: max |p - p_keras| for the float32 paths (SavedModel, TFLite float32).
         overwrite: replace an existing version folder / .tflite files.
-        num_threads: LiteRT interpreter threads for the parity run.
+        num_threads: LiteRT interpreter threads for the parity run (None: all cores).
         seed: seed of the synthetic parity images (when no ``representative``).
         log: callable for progress lines (None = silent).
 

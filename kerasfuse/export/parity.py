@@ -94,7 +94,7 @@ def check_parity(model, images, saved_model_dir=None, tflite_files=None,
         saved_model_dir: serving SavedModel to check, or None.
         tflite_files: {precision: path}.
         tolerance: max |p - p_keras| allowed for float32 paths.
-        num_threads: LiteRT interpreter threads.
+        num_threads: LiteRT interpreter threads (None: all cores).
 
     Returns:
         list of ParityRow (Keras first).

@@ -42,8 +42,8 @@ def native_dilated_training_supported():
 
     Probed once by running the three kernels (Conv2D and its two backprops) eagerly on a
     5x5 input: the stock Eigen CPU kernels compute the forward pass but raise for
-    Conv2DBackpropFilter with a dilation > 1; oneDNN (TF_ENABLE_ONEDNN_OPTS=1, the default on CPUs with AVX-512) and
-    cuDNN support all three.
+    Conv2DBackpropFilter with a dilation > 1; oneDNN (TF_ENABLE_ONEDNN_OPTS=1, the default
+    on CPUs with AVX-512) and cuDNN support all three.
     """
     import tensorflow as tf
 
