@@ -9,10 +9,14 @@ interpreter (batch 1) on one scene: median wall time of ``--repeats`` calls afte
 the Keras model on the same image (random weights, so reduced-precision agreement is a
 lower bound of what a trained model shows).
 
+``--threads`` takes a comma-separated list of LiteRT thread counts (``all`` = every core
+this process may use, the kerasfuse default); with several, their calls are interleaved and
+each row also shows the speed-up against the slowest count.
+
 Usage:
     python bench/export.py [--models dmnet,gffnet,decouple_pspnet] [--size 512]
         [--backbone resnet_small] [--precisions float32,float16,int8] [--repeats 10]
-        [--threads N]
+        [--threads 1,all]
 """
 
 import argparse
@@ -45,18 +49,21 @@ def bench_model(name, args):
         fixed = export.fixed_size_saved_model(model, os.path.join(tmp, "fixed"), size)
         for precision in args.precisions:
             data = export.convert_tflite(fixed, precision, images[:-1])
-            run = export.tflite_runner(data, args.threads)
-            for _ in range(args.warmup):
-                outputs = run(image)
-            times = []
+            runs = [export.tflite_runner(data, threads) for threads in args.threads]
+            for run in runs:
+                for _ in range(args.warmup):
+                    outputs = run(image)
+            times = [[] for _ in runs]
             for _ in range(args.repeats):
-                start = time.perf_counter()
-                outputs = run(image)
-                times.append(1000.0 * (time.perf_counter() - start))
+                for run, spent in zip(runs, times):
+                    start = time.perf_counter()
+                    outputs = run(image)
+                    spent.append(1000.0 * (time.perf_counter() - start))
             agreement = float(np.mean(outputs["class_map"] == reference))
-            rows.append((name, precision, len(data) / 2**20, statistics.median(times),
-                         agreement))
-            print(f"  {name} {precision}: {rows[-1][3]:.1f} ms", flush=True)
+            medians = [statistics.median(spent) for spent in times]
+            rows.append((name, precision, len(data) / 2**20, medians, agreement))
+            print(f"  {name} {precision}: " + ", ".join(f"{ms:.1f} ms" for ms in medians),
+                  flush=True)
     return rows
 
 
@@ -69,19 +76,32 @@ def main(argv=None):
     parser.add_argument("--calibration", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", default="all",
+                        help="comma-separated LiteRT thread counts, 'all' = every core")
     args = parser.parse_args(argv)
     args.precisions = args.precisions.split(",")
+    try:
+        args.threads = [export.default_num_threads() if t == "all" else int(t)
+                        for t in args.threads.split(",")]
+    except ValueError:
+        parser.error(f"--threads takes ints or 'all', got {args.threads!r}")
     rows = []
     for name in args.models.split(","):
         rows += bench_model(name, args)
     print(f"\nTFLite latency per image, {args.size}x{args.size}, backbone {args.backbone}, "
-          f"{NUM_CLASSES} classes, batch 1, threads {args.threads or 'default'}, "
-          f"median of {args.repeats}")
-    print(f"{'model':<16} {'precision':<10} {'MiB':>7} {'ms/image':>9} {'agreement':>10}")
-    for name, precision, mib, ms, agreement in rows:
-        print(f"{name:<16} {precision:<10} {mib:>7.2f} {ms:>9.1f} {100 * agreement:>9.2f}%")
-
+          f"{NUM_CLASSES} classes, batch 1, median of {args.repeats}, "
+          f"{os.cpu_count()} CPUs")
+    print("| model | precision | MiB | " + " | ".join(f"ms/image ({t} threads)"
+                                               for t in args.threads)
+          + "".join(f" | speed-up {t} threads" for t in args.threads if len(args.threads) > 1)
+          + " | agreement |")
+    print("|---|---|---:|" + "---:|" * (len(args.threads) * (1 + (len(args.threads) > 1)))
+          + "---:|")
+    for name, precision, mib, medians, agreement in rows:
+        ratios = [max(medians) / ms for ms in medians] if len(medians) > 1 else []
+        print(f"| {name} | {precision} | {mib:.2f} | "
+              + " | ".join(f"{ms:.1f}" for ms in medians)
+              + "".join(f" | {r:.2f}x" for r in ratios) + f" | {100 * agreement:.2f}% |")
 
 if __name__ == "__main__":
     main()

@@ -8,6 +8,7 @@ one place.
 
 import keras
 
+from kerasfuse.layers.dilated_conv2d import DilatedConv2D
 from kerasfuse.layers.sync_batch_normalization import SyncBatchNormalization
 
 #: Keras momentum 0.9 == PyTorch momentum 0.1, the setting the papers' code trains with.
@@ -29,7 +30,7 @@ def batch_norm(name=None, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, **kwargs):
 def conv_bn_relu(x, filters, kernel_size=3, strides=1, dilation_rate=1, name=None,
                  groups=1):
     """Conv2D (no bias, "same" padding) -> synchronised BN -> ReLU."""
-    x = keras.layers.Conv2D(
+    x = DilatedConv2D(
         filters,
         kernel_size,
         strides=strides,

@@ -184,7 +184,10 @@ class RunConfig:
             Mirrored over the GPUs or ``devices`` logical CPUs, else OneDevice),
             "mirrored", "multi_worker" or "one_device".
         devices: split the CPU into this many logical devices (0 = no split).
-        mixed_precision: train under the ``mixed_float16`` policy (logits stay float32).
+        mixed_precision: ``false`` (float32), ``float16`` (the ``mixed_float16`` policy,
+            loss scaling; ``true`` means the same, as before) or ``bfloat16``
+            (``mixed_bfloat16``, no loss scaling: the CPU mixed precision). Outputs, losses
+            and metrics stay float32.
         checkpoint_every: save a resumable checkpoint every this many steps (must divide
             ``schedule.steps_per_epoch``); one is also written at every epoch end.
         val_every: validate every this many epochs (and after the last one).
@@ -199,7 +202,7 @@ class RunConfig:
     seed: int = 0
     strategy: str = "auto"
     devices: int = 0
-    mixed_precision: bool = False
+    mixed_precision: typing.Union[bool, str] = False
     checkpoint_every: int = 100
     val_every: int = 10
     val_steps: typing.Optional[int] = None
@@ -230,8 +233,14 @@ def _coerce(key, value, hint):
     if origin is typing.Union:
         if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(key, value, inner)
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return _coerce(key, value, inner[0])
+        for hint_option in inner:
+            if isinstance(value, hint_option):
+                return value
+        raise ConfigError(f"{key} must be one of the types "
+                          f"{[a.__name__ for a in inner]}, got {value!r}")
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -491,7 +500,21 @@ def _validate_optimization(opt, sched):
            "in [0, optimizer.lr)")
 
 
+#: run.mixed_precision value -> Keras dtype policy (None: float32).
+MIXED_PRECISION_POLICIES = {False: None, "float32": None, True: "mixed_float16",
+                            "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+
+
+def mixed_precision_policy(run):
+    """The Keras dtype policy ``run.mixed_precision`` asks for, or None for float32."""
+    return MIXED_PRECISION_POLICIES[run.mixed_precision]
+
+
 def _validate_run(run, sched):
+    _check(any(run.mixed_precision is v or (isinstance(v, str) and run.mixed_precision == v)
+               for v in MIXED_PRECISION_POLICIES),
+           "run.mixed_precision", run.mixed_precision,
+           "false, true (= float16), float16, bfloat16 or float32")
     _check(bool(run.name) and os.sep not in run.name, "run.name", run.name,
            "a non-empty name without path separators")
     _check(run.strategy in STRATEGIES, "run.strategy", run.strategy,

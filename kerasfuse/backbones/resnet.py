@@ -12,6 +12,7 @@ import os
 import keras
 
 from kerasfuse.blocks import batch_norm
+from kerasfuse.layers.dilated_conv2d import DilatedConv2D
 from kerasfuse.layers.image_normalization import ImageNormalization
 
 #: Blocks per stage (conv2..conv5).
@@ -52,8 +53,8 @@ def _bottleneck(x, width, stride, dilation, shortcut_conv, name):
     x = keras.layers.Conv2D(width, 1, strides=stride, name=f"{name}_1_conv")(x)
     x = batch_norm(epsilon=_KERAS_EPSILON, name=f"{name}_1_bn")(x)
     x = keras.layers.Activation("relu", name=f"{name}_1_relu")(x)
-    x = keras.layers.Conv2D(width, 3, padding="same", dilation_rate=dilation,
-                            name=f"{name}_2_conv")(x)
+    x = DilatedConv2D(width, 3, padding="same", dilation_rate=dilation,
+                      name=f"{name}_2_conv")(x)
     x = batch_norm(epsilon=_KERAS_EPSILON, name=f"{name}_2_bn")(x)
     x = keras.layers.Activation("relu", name=f"{name}_2_relu")(x)
     x = keras.layers.Conv2D(4 * width, 1, name=f"{name}_3_conv")(x)

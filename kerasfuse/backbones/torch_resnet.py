@@ -42,6 +42,7 @@ ImageNet mean/std normalisation of torchvision and mmsegmentation happens inside
 import keras
 
 from kerasfuse.blocks import batch_norm
+from kerasfuse.layers.dilated_conv2d import DilatedConv2D
 from kerasfuse.layers.image_normalization import ImageNormalization
 
 #: PyTorch's BatchNorm2d default epsilon.
@@ -92,11 +93,11 @@ def _conv(x, filters, kernel_size, name, stride=1, dilation=1):
     if padding:
         x = keras.layers.ZeroPadding2D(padding, name=f"{name}_pad")(x)
     if stride > 1 and dilation > 1:
-        x = keras.layers.Conv2D(filters, kernel_size, dilation_rate=dilation, use_bias=False,
-                                name=name)(x)
+        x = DilatedConv2D(filters, kernel_size, dilation_rate=dilation, use_bias=False,
+                          name=name)(x)
         return keras.layers.MaxPooling2D(1, strides=stride, name=f"{name}_subsample")(x)
-    return keras.layers.Conv2D(filters, kernel_size, strides=stride, dilation_rate=dilation,
-                               use_bias=False, name=name)(x)
+    return DilatedConv2D(filters, kernel_size, strides=stride, dilation_rate=dilation,
+                         use_bias=False, name=name)(x)
 
 
 def _bn(x, name, relu):

@@ -23,6 +23,7 @@ which the converter strips:
 import keras
 
 from kerasfuse.blocks import batch_norm
+from kerasfuse.layers.dilated_conv2d import DilatedConv2D
 from kerasfuse.layers.image_normalization import ImageNormalization
 
 #: Residual blocks in modules mod2..mod7 ("38": 3, 3, 6, 3, 1, 1).
@@ -65,8 +66,8 @@ def _conv(x, filters, kernel_size, name, strides=1, dilation=1):
     """Bias-free Conv2D with torch's symmetric zero padding (``dilation`` for a 3x3)."""
     if kernel_size > 1:
         x = keras.layers.ZeroPadding2D(dilation, name=f"{name}_pad")(x)
-    return keras.layers.Conv2D(filters, kernel_size, strides=strides, dilation_rate=dilation,
-                               padding="valid", use_bias=False, name=name)(x)
+    return DilatedConv2D(filters, kernel_size, strides=strides, dilation_rate=dilation,
+                         padding="valid", use_bias=False, name=name)(x)
 
 
 def _bn_relu(x, name):

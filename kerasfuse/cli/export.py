@@ -57,7 +57,8 @@ def build_parser():
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
                         help="allowed error of float32 paths relative to the logit scale: "
                              "|p - p_keras| <= T * max(10, max |logit|) (default 1e-5)")
-    parser.add_argument("--threads", type=int, default=None, help="LiteRT threads")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="LiteRT threads for the parity run (default: all cores)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing version folder / .tflite files")
     parser.add_argument("--config", default=None, metavar="FILE",

@@ -21,12 +21,19 @@ from kerasfuse.export.savedmodel import (
     fixed_size_saved_model,
     write_saved_model,
 )
-from kerasfuse.export.tflite import PRECISIONS, convert_tflite, read_metadata, tflite_runner
+from kerasfuse.export.tflite import (
+    PRECISIONS,
+    convert_tflite,
+    default_num_threads,
+    read_metadata,
+    tflite_runner,
+)
 
 __all__ = [
     "EDGE_OUTPUTS", "EDGE_THRESHOLD", "ExportError", "ExportResult", "IMAGE_KEY",
     "PRECISIONS", "ParityRow", "SEGMENTATION_OUTPUTS", "SIGNATURES", "check_parity",
-    "convert_tflite", "export_model", "fixed_size_saved_model", "format_table",
+    "convert_tflite", "default_num_threads", "export_model", "fixed_size_saved_model",
+    "format_table",
     "postprocess", "read_metadata", "read_representative", "synthetic_images",
     "tflite_runner", "write_saved_model",
 ]

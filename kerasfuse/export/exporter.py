@@ -241,7 +241,7 @@ def export_model(source, out_dir, name=None, *, input_size=None, precisions=("fl
             per image, and no pixel Keras decides by more than that may change class
             (:mod:`kerasfuse.export.parity`).
         overwrite: replace an existing version folder / .tflite files.
-        num_threads: LiteRT interpreter threads for the parity run.
+        num_threads: LiteRT interpreter threads for the parity run (None: all cores).
         seed: seed of the synthetic parity images (when no ``representative``).
         log: callable for progress lines (None = silent).
 

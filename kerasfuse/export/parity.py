@@ -146,7 +146,7 @@ def check_parity(model, images, saved_model_dir=None, tflite_files=None,
         tolerance: allowed error of float32 paths relative to the logit scale (module
             docstring): |dp| <= tolerance * max(10, max |logit|) per image, and no decided
             pixel may change class.
-        num_threads: LiteRT interpreter threads.
+        num_threads: LiteRT interpreter threads (None: all cores).
 
     Returns:
         list of ParityRow (Keras first).

@@ -7,6 +7,7 @@ class names, palette...) is stored as JSON in the flatbuffer's metadata list und
 """
 
 import json
+import os
 import re
 
 import numpy as np
@@ -98,9 +99,26 @@ def read_metadata(path_or_content):
     return None
 
 
+def default_num_threads():
+    """The CPU cores this process may run on (LiteRT itself defaults to one thread)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def tflite_runner(path_or_content, num_threads=None):
-    """A callable ``images float32 [1,H,W,3] -> dict of outputs`` on the LiteRT runtime."""
+    """A callable ``images float32 [1,H,W,3] -> dict of outputs`` on the LiteRT runtime.
+
+    ``num_threads=None`` uses every core this process may run on
+    (:func:`default_num_threads`); pass an int to override.
+    """
     from ai_edge_litert.interpreter import Interpreter
+
+    if num_threads is None:
+        num_threads = default_num_threads()
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+        raise ValueError(f"num_threads must be a positive int or None, got {num_threads!r}")
 
     if isinstance(path_or_content, bytes):
         interpreter = Interpreter(model_content=path_or_content, num_threads=num_threads)

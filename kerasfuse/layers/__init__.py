@@ -11,6 +11,7 @@ from kerasfuse.layers.concat_fusion import ConcatFusion
 from kerasfuse.layers.context_aware_filters import ContextAwareFilters
 from kerasfuse.layers.dense_feature_pyramid import DenseFeaturePyramid
 from kerasfuse.layers.densely_adjacent_prediction import DenselyAdjacentPrediction
+from kerasfuse.layers.dilated_conv2d import DilatedConv2D
 from kerasfuse.layers.dynamic_conv_module import DynamicConvModule
 from kerasfuse.layers.dynamic_depthwise_conv2d import DynamicDepthwiseConv2D
 from kerasfuse.layers.edge_preservation import EdgePreservation
@@ -45,6 +46,7 @@ __all__ = [
     "ConcatFusion",
     "ContextAwareFilters",
     "DenseFeaturePyramid",
+    "DilatedConv2D",
     "DenselyAdjacentPrediction",
     "DynamicConvModule",
     "DynamicDepthwiseConv2D",

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from kerasfuse.blocks import batch_norm
+from kerasfuse.layers.dilated_conv2d import DilatedConv2D
 
 
 @keras.saving.register_keras_serializable(package="kerasfuse")
@@ -56,7 +57,7 @@ class ASPP(keras.layers.Layer):
         self.convs = [keras.layers.Conv2D(self.channels, 1, use_bias=False, name="b0_conv",
                                           dtype=policy)]
         for i, rate in enumerate(rates):
-            self.convs.append(keras.layers.Conv2D(
+            self.convs.append(DilatedConv2D(
                 self.channels, 3, padding="same", dilation_rate=rate, use_bias=False,
                 name=f"b{i + 1}_conv", dtype=self.dtype_policy))
         self.pool_conv = keras.layers.Conv2D(self.channels, 1, use_bias=False,

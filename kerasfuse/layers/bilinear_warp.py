@@ -6,6 +6,32 @@ from keras import ops
 FLOW_UNITS = ("pixels", "normalized")
 
 
+@ops.custom_gradient
+def _weighted_gather(rows, index, weights):
+    """``out[n] = sum_k weights[n, k] * rows[index[n, k]]`` with a one-scatter gradient.
+
+    rows [M, C], index int32 [N, 4], weights [N, 4] -> [N, C]. The four neighbours are read
+    with one gather; the gradient w.r.t. ``rows`` scatters ``weights * upstream`` back with
+    one segment sum over the 4N neighbour reads (autodiff would build four gathers'
+    IndexedSlices, concatenate and then sum them), and the gradient w.r.t. ``weights`` is
+    ``<rows[index[n, k]], upstream[n]>`` from the gathered neighbours kept by the forward.
+    """
+    num_rows, channels = ops.shape(rows)[0], ops.shape(rows)[1]
+    flat_index = ops.reshape(index, (-1,))
+    neighbours = ops.reshape(ops.take(rows, flat_index, axis=0), (-1, 4, channels))
+    out = ops.sum(neighbours * weights[:, :, None], axis=1)
+
+    def grad(*args, upstream=None):
+        if upstream is None:
+            (upstream,) = args
+        spread = ops.reshape(weights[:, :, None] * upstream[:, None, :], (-1, channels))
+        grad_rows = ops.segment_sum(spread, flat_index, num_segments=num_rows)
+        grad_weights = ops.sum(neighbours * upstream[:, None, :], axis=2)
+        return grad_rows, None, grad_weights
+
+    return out, grad
+
+
 def _static_dim(shape, axis):
     """Return ``shape[axis]`` as an int, or None when it is not statically known."""
     dim = shape[axis]
@@ -123,17 +149,18 @@ class BilinearWarp(keras.layers.Layer):
         x1 = x0 + 1
         y1 = y0 + 1
 
-        offsets = ops.reshape(ops.arange(batch, dtype="int32") * (height * width), (-1, 1, 1))
-        rows = ops.reshape(x, (-1, channels))
-        out = None
-        for yc, wy in ((y0, wy0), (y1, wy1)):
-            for xc, wx in ((x0, wx0), (x1, wx1)):
-                inside = (xc >= 0) & (xc < width) & (yc >= 0) & (yc < height)
-                # Out-of-image corners read a valid row but get weight 0 (zeros padding).
-                flat = ops.clip(yc, 0, height - 1) * width + ops.clip(xc, 0, width - 1)
-                corner = ops.take(rows, ops.reshape(flat + offsets, (-1,)), axis=0)
-                weight = ops.cast(ops.reshape(ops.where(inside, wx * wy, 0.0), (-1, 1)), x.dtype)
-                out = corner * weight if out is None else out + corner * weight
+        # The four neighbours (x0,y0), (x1,y0), (x0,y1), (x1,y1) on a last axis of 4.
+        xs = ops.stack([x0, x1, x0, x1], axis=-1)
+        ys = ops.stack([y0, y0, y1, y1], axis=-1)
+        weights = ops.stack([wx0 * wy0, wx1 * wy0, wx0 * wy1, wx1 * wy1], axis=-1)
+        inside = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
+        # Out-of-image neighbours read a valid row but get weight 0 (zeros padding).
+        weights = ops.cast(ops.where(inside, weights, 0.0), x.dtype)
+        offsets = ops.reshape(ops.arange(batch, dtype="int32") * (height * width),
+                              (-1, 1, 1, 1))
+        index = ops.clip(ys, 0, height - 1) * width + ops.clip(xs, 0, width - 1) + offsets
+        out = _weighted_gather(ops.reshape(x, (-1, channels)), ops.reshape(index, (-1, 4)),
+                               ops.reshape(weights, (-1, 4)))
         return ops.reshape(out, (batch, height, width, channels))
 
     def compute_output_shape(self, x_shape, flow_shape):

@@ -23,7 +23,13 @@ import numpy as np
 import tensorflow as tf
 
 from kerasfuse import visualize
-from kerasfuse.config import ConfigError, differences, load_config, save_config
+from kerasfuse.config import (
+    ConfigError,
+    differences,
+    load_config,
+    mixed_precision_policy,
+    save_config,
+)
 from kerasfuse.training.callbacks import (
     DIVERGED_HINT,
     ProgressBar,
@@ -177,8 +183,9 @@ class Trainer:
         from kerasfuse.models.registry import build_loss, build_model
 
         cfg = self.config
-        if cfg.run.mixed_precision:
-            keras.mixed_precision.set_global_policy("mixed_float16")
+        policy = mixed_precision_policy(cfg.run)
+        if policy:
+            keras.mixed_precision.set_global_policy(policy)
         self.train_ds, self.val_ds = self.build_datasets()
         with self.strategy.scope():
             try:

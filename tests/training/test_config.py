@@ -12,6 +12,7 @@ from kerasfuse.config import (
     ConfigError,
     TrainConfig,
     load_config,
+    mixed_precision_policy,
     save_config,
     to_dict,
 )
@@ -87,6 +88,15 @@ def test_overrides_are_parsed_as_typed_yaml_values():
     assert config.data.train_pattern == "/x/train-*.tfrecord"
 
 
+@pytest.mark.parametrize("value,policy", [("true", "mixed_float16"),
+                                          ("float16", "mixed_float16"),
+                                          ("bfloat16", "mixed_bfloat16"),
+                                          ("false", None), ("float32", None)])
+def test_mixed_precision_values_name_their_policy(value, policy):
+    config = load_config(None, [f"run.mixed_precision={value}"])
+    assert mixed_precision_policy(config.run) == policy
+
+
 def test_integer_given_for_float_field_is_accepted():
     assert load_config(None, ["optimizer.lr=1"]).optimizer.lr == 1.0
 
@@ -104,7 +114,9 @@ def test_integer_given_for_float_field_is_accepted():
         ("run.strategy=tpu", "run.strategy must be one of"),
         ("run.checkpoint_every=7", "run.checkpoint_every must be a divisor of"),
         ("data.crop_size=[64]", "data.crop_size must be a list of 2 values"),
-        ("run.mixed_precision=maybe", "run.mixed_precision must be true or false"),
+        ("run.mixed_precision=maybe",
+         "run.mixed_precision must be false, true (= float16), float16, bfloat16 or float32"),
+        ("run.mixed_precision=1", "run.mixed_precision must be one of the types"),
         ("data.colour=1", "unknown config key data.colour"),
         ("training.lr=1", "override key must be <section>.<field>"),
         ("optimizer.lr", "override must look like section.key=value"),

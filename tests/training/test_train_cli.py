@@ -55,10 +55,13 @@ def test_list_models_prints_the_registry(capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("value,compute_dtype", [("true", "float16"),
+                                                 ("bfloat16", "bfloat16")])
 def test_tiny_mixed_precision_run_writes_outputs_with_float32_logits(tiny_data, tmp_path,
-                                                                       capsys):
+                                                                       capsys, value,
+                                                                       compute_dtype):
     overrides = tiny_overrides(tiny_data, tmp_path, name="mp", steps=4, every=2)
-    assert train.main(overrides + ["run.mixed_precision=true"]) == 0
+    assert train.main(overrides + [f"run.mixed_precision={value}"]) == 0
     out = capsys.readouterr().out
     assert "val mIoU:" in out
     run = tmp_path / "mp"
@@ -66,12 +69,12 @@ def test_tiny_mixed_precision_run_writes_outputs_with_float32_logits(tiny_data, 
                  "predictions/val_000.png", "predictions/val_001.png"):
         assert (run / name).exists(), name
     assert load_config(str(run / "config.yaml")) == load_config(None, overrides + [
-        "run.mixed_precision=true"])
+        f"run.mixed_precision={value}"])
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["steps"] == 4 and 0.0 <= metrics["mean_iou"] <= 1.0
     assert os.listdir(run / "logs" / "train") and os.listdir(run / "logs" / "val")
     network = keras.saving.load_model(run / "final.keras")
-    assert network.get_layer("backbone").get_layer("conv1_conv").compute_dtype == "float16"
+    assert network.get_layer("backbone").get_layer("conv1_conv").compute_dtype == compute_dtype
     outputs = network(np.zeros((1, 64, 64, 3), "float32"))
     assert {k: keras.backend.standardize_dtype(v.dtype) for k, v in outputs.items()} == {
         "logits": "float32", "aux_logits": "float32"}
