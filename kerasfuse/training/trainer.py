@@ -74,6 +74,7 @@ class Trainer:
         self.monitor = "mf_ods" if self.spec.task == "edge" else "mean_iou"
         self.num_classes = None
         self.class_names = None
+        self.palette = None
         self._writers = {}
         self._val_batches = None
         self._last_val = (None, {})
@@ -85,20 +86,32 @@ class Trainer:
         return shard_files(pattern)
 
     def _read_classes(self, files):
-        """(num_classes, class names or None): the config, else the shards' manifest."""
+        """(num_classes, class names or None, palette or None): the config's count, else
+        the shards' manifest; names and palette from the manifest, else from the standard
+        ones of ``data.dataset`` (``pipelines.palettes``) when their count matches."""
         from pipelines import reader
+        from pipelines.palettes import DATASETS, dataset_classes
 
         manifest = reader.manifest_for(files)
         names = None if manifest is None else manifest.get("class_names")
+        palette = None if manifest is None else manifest.get("palette")
         num_classes = self.config.data.num_classes
         if num_classes is None:
             if manifest is None:
                 raise ConfigError("data.num_classes is not set and no manifest was found "
                                   f"next to {files[0]}")
             num_classes = int(manifest["num_classes"])
+        if self.config.data.dataset in DATASETS:
+            standard_names, standard_palette = dataset_classes(self.config.data.dataset)
+            if len(standard_names) == num_classes:
+                names = names if names is not None else standard_names
+                palette = palette if palette is not None else standard_palette
         if names is not None and len(names) != num_classes:
             names = None
-        return num_classes, None if names is None else [str(n) for n in names]
+        if palette is not None and len(palette) != num_classes:
+            palette = None
+        return (num_classes, None if names is None else [str(n) for n in names],
+                None if palette is None else [[int(c) for c in row] for row in palette])
 
     def _train_dataset(self, files, batch_size):
         from pipelines import make_dataset
@@ -119,7 +132,8 @@ class Trainer:
 
         data = self.config.data
         self.train_files = self._files(data.train_pattern)
-        self.num_classes, self.class_names = self._read_classes(self.train_files)
+        self.num_classes, self.class_names, self.palette = self._read_classes(
+            self.train_files)
         train = self._train_dataset(self.train_files, data.batch_size * self.replicas)
         val = None
         if data.val_pattern:
@@ -167,7 +181,7 @@ class Trainer:
             try:
                 self.network = build_model(
                     cfg.model.name, self.num_classes, backbone=cfg.model.backbone,
-                    class_names=self.class_names,
+                    class_names=self.class_names, palette=self.palette,
                     output_stride=cfg.model.output_stride, weights=cfg.model.weights,
                     **cfg.model.builder_options())
                 self.loss_fn = build_loss(cfg.model.name, self.num_classes, **cfg.loss.options)
