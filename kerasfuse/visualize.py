@@ -11,7 +11,11 @@ Generic primitives (all return RGB ``uint8`` arrays ``[H, W, 3]``):
   components (DecoupleSegNet Fig. 5);
 * ``kernel_grid``: per-channel ``k x k`` kernels tiled in a grid (DMNet generated filters);
 * ``edge_to_color``: multi-label edge probabilities coloured by class (CASENet / DFF style);
-* ``tile``, ``titled``, ``save_png``: layout and writing.
+* ``tile``, ``titled``, ``save_png``: layout and writing;
+* ``error_map``, ``prediction_picture``: the class-aware picture of one prediction,
+  image | ground truth | prediction | error map with a legend of class names and colours;
+  ``edges_over_image``, ``edge_picture``: the same for semantic-edge models (per-class
+  edges drawn over the image in the class colours).
 
 Method-specific figures (``visualize_model``) read intermediates with
 ``kerasfuse.models.intermediates(model, names)`` and write one PNG per figure.
@@ -26,6 +30,13 @@ import numpy as np
 from kerasfuse.inference import sigmoid
 
 IGNORE_COLOR = (224, 224, 192)  # the Pascal VOC colour of label 255
+#: Error maps: wrong pixels in pure red, ignore pixels in mid grey; right pixels show the
+#: image in grey at half brightness (values 0..127), so neither colour can occur there.
+ERROR_COLOR = (255, 0, 0)
+ERROR_IGNORE_COLOR = (160, 160, 160)
+#: Panels of ``prediction_picture`` / ``edge_picture`` are enlarged (nearest, integer
+#: factor) until their longer side is at least this many pixels.
+PANEL_SIZE = 256
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
@@ -92,16 +103,23 @@ def to_uint8(image):
 
 
 def legend(class_names, palette=None, row_height=18, width=160):
-    """A legend image: one colour swatch and name per class."""
-    names = list(class_names)
+    """A legend image: one colour swatch (``row_height - 6`` pixels square) and name per
+    class, on white; ``width=None`` fits the longest name."""
+    names = [str(n) for n in class_names]
     palette = color_palette(len(names)) if palette is None else np.asarray(palette, "uint8")
+    if len(palette) < len(names):
+        raise ValueError(f"palette has {len(palette)} colours for {len(names)} class names")
+    scale = row_height / 45.0
+    if width is None:
+        text = max((cv2.getTextSize(n, _FONT, scale, 1)[0][0] for n in names), default=0)
+        width = row_height + 10 + text
     out = np.full((row_height * len(names) + 4, width, 3), 255, dtype="uint8")
     for i, name in enumerate(names):
         top = 2 + i * row_height
         color = tuple(int(c) for c in palette[i])
-        cv2.rectangle(out, (4, top + 2), (4 + row_height - 4, top + row_height - 3), color,
+        cv2.rectangle(out, (4, top + 3), (row_height - 3, top + row_height - 4), color,
                       thickness=-1)
-        cv2.putText(out, str(name), (row_height + 6, top + row_height - 5), _FONT, 0.4,
+        cv2.putText(out, name, (row_height + 4, top + row_height - 7), _FONT, scale,
                     (0, 0, 0), 1, cv2.LINE_AA)
     return out
 
@@ -124,10 +142,11 @@ def hstack(images, gap=4):
 
 
 def titled(image, title, bar_height=16):
-    """``image`` with a white title bar on top."""
+    """``image`` with a white title bar on top (text scaled with ``bar_height``)."""
     image = to_uint8(image)
     bar = np.full((bar_height, image.shape[1], 3), 255, dtype="uint8")
-    cv2.putText(bar, str(title), (2, bar_height - 4), _FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(bar, str(title), (2, bar_height - 4), _FONT, bar_height / 40.0, (0, 0, 0), 1,
+                cv2.LINE_AA)
     return np.concatenate([bar, image], axis=0)
 
 
@@ -238,6 +257,138 @@ def edge_to_color(probabilities, palette=None):
     colors = palette[probabilities.argmax(axis=-1)].astype("float32")
     out = strength * colors + (1 - strength) * 255.0
     return np.clip(out + 0.5, 0, 255).astype("uint8")
+
+
+def _enlarge(image, factor):
+    return image if factor == 1 else np.repeat(np.repeat(image, factor, 0), factor, 1)
+
+
+def panel_scale(height, width, panel_size=PANEL_SIZE):
+    """The integer factor ``prediction_picture`` enlarges ``height x width`` panels by:
+    the smallest one that makes the longer side at least ``panel_size`` (1 when it is)."""
+    return max(1, -(-int(panel_size) // max(int(height), int(width))))
+
+
+def error_map(image, labels, prediction, ignore_label=255):
+    """Where ``prediction`` [H,W] differs from ``labels`` [H,W]: ``ERROR_COLOR`` on wrong
+    pixels, ``ERROR_IGNORE_COLOR`` on ignore pixels, the image in half-bright grey
+    elsewhere (so a wrong pixel is never confused with a right one)."""
+    image = to_uint8(image)
+    labels, prediction = np.asarray(labels), np.asarray(prediction)
+    if labels.shape != prediction.shape or labels.shape != image.shape[:2]:
+        raise ValueError(f"image {image.shape[:2]}, labels {labels.shape} and prediction "
+                         f"{prediction.shape} sizes differ")
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) // 2
+    out = np.repeat(gray[..., None], 3, axis=-1)
+    ignore = labels == ignore_label
+    out[(labels != prediction) & ~ignore] = ERROR_COLOR
+    out[ignore] = ERROR_IGNORE_COLOR
+    return out
+
+
+def _picture(panels, titles, class_names, palette, panel_size):
+    height, width = panels[0].shape[:2]
+    factor = panel_scale(height, width, panel_size)
+    bar = max(16, 8 * factor)
+    row = hstack([titled(_enlarge(p, factor), t, bar) for p, t in zip(panels, titles)],
+                 gap=4)
+    return hstack([row, legend(class_names, palette, max(22, 6 * factor), None)],
+                  gap=8)
+
+
+def _names_and_palette(class_names, palette, num_classes):
+    names = [str(i) for i in range(num_classes)] if class_names is None else list(class_names)
+    if len(names) != num_classes:
+        raise ValueError(f"{len(names)} class names given for {num_classes} classes")
+    palette = color_palette(num_classes) if palette is None else np.asarray(palette, "uint8")
+    if palette.shape != (num_classes, 3):
+        raise ValueError(f"palette must be [{num_classes}, 3], got shape {palette.shape}")
+    return names, palette
+
+
+def prediction_picture(image, labels, prediction, class_names=None, palette=None,
+                       ignore_label=255, panel_size=PANEL_SIZE):
+    """The picture of one segmentation: image | ground truth | prediction | error map,
+    each titled, then the legend of class names and colours.
+
+    Args:
+        image: RGB ``[H,W,3]`` (uint8, or float in [0, 255]).
+        labels: ground-truth train ids ``[H,W]`` (``ignore_label`` = void).
+        prediction: predicted class ids ``[H,W]``.
+        class_names: K names (default "0".."K-1", K = the palette's length, else
+            ``max(labels, prediction) + 1``).
+        palette: ``[K, 3]`` colours (default ``color_palette(K)``).
+        ignore_label: void id, drawn ``IGNORE_COLOR`` in the truth and
+            ``ERROR_IGNORE_COLOR`` in the error map.
+        panel_size: panels are enlarged by ``panel_scale(H, W, panel_size)`` (nearest).
+
+    Returns:
+        RGB uint8 picture; the error panel's title gives the share of wrong pixels among
+        the non-ignore ones.
+    """
+    image = to_uint8(image)
+    labels, prediction = np.asarray(labels), np.asarray(prediction)
+    if palette is not None:
+        num_classes = len(palette)
+    elif class_names is not None:
+        num_classes = len(class_names)
+    else:
+        valid = labels[labels != ignore_label]
+        num_classes = int(max(valid.max() if valid.size else 0, prediction.max())) + 1
+    names, palette = _names_and_palette(class_names, palette, num_classes)
+    errors = error_map(image, labels, prediction, ignore_label)
+    valid = labels != ignore_label
+    wrong = float(np.mean(labels[valid] != prediction[valid])) if valid.any() else 0.0
+    panels = [image, colorize(labels, palette, ignore_label),
+              colorize(prediction, palette, ignore_label), errors]
+    titles = ["image", "ground truth", "prediction", f"errors {100 * wrong:.1f}%"]
+    return _picture(panels, titles, names, palette, panel_size)
+
+
+def edges_over_image(image, edges, palette=None):
+    """Per-class edge maps ``[H,W,K]`` (probabilities or 0/1) drawn over a faded copy of
+    the image: each pixel takes its strongest class's colour, blended by that strength."""
+    image = to_uint8(image)
+    edges = np.asarray(edges, dtype="float32")
+    if edges.ndim != 3 or edges.shape[:2] != image.shape[:2]:
+        raise ValueError(f"edges must be [H,W,K] of the image's size {image.shape[:2]}, got "
+                         f"{edges.shape}")
+    k = edges.shape[-1]
+    palette = color_palette(k + 1)[1:] if palette is None else np.asarray(palette, "uint8")
+    faded = 0.4 * image.astype("float32") + 0.6 * 255.0
+    strength = np.clip(edges.max(axis=-1, keepdims=True), 0.0, 1.0)
+    colors = palette[edges.argmax(axis=-1)].astype("float32")
+    return np.clip(strength * colors + (1 - strength) * faded + 0.5, 0, 255).astype("uint8")
+
+
+def edge_picture(image, edges, probabilities, class_names=None, palette=None,
+                 ignore=None, threshold=0.5, panel_size=PANEL_SIZE):
+    """The picture of one semantic-edge prediction: image | ground-truth edges | predicted
+    edges (both over the image in class colours) | error map, then the legend.
+
+    The error map marks pixels where "some class's edge" differs between the truth and the
+    prediction thresholded at ``threshold`` (``ERROR_COLOR``), ``ignore`` [H,W] pixels in
+    ``ERROR_IGNORE_COLOR``.
+    """
+    image = to_uint8(image)
+    edges = np.asarray(edges, dtype="float32")
+    probabilities = np.asarray(probabilities, dtype="float32")
+    if edges.shape != probabilities.shape:
+        raise ValueError(f"edges {edges.shape} and probabilities {probabilities.shape} differ")
+    k = edges.shape[-1]
+    if palette is None:
+        palette = color_palette(k + 1)[1:]
+    names, palette = _names_and_palette(class_names, palette, k)
+    truth = (edges > 0.5).any(-1).astype("int32")
+    predicted = (probabilities > threshold).any(-1).astype("int32")
+    if ignore is not None:
+        truth = np.where(np.asarray(ignore, bool), 255, truth)
+    panels = [image, edges_over_image(image, edges, palette),
+              edges_over_image(image, probabilities, palette),
+              error_map(image, truth, predicted)]
+    titles = ["image", "ground-truth edges", "predicted edges",
+              f"edge errors (p > {threshold:g})"]
+    return _picture(panels, titles, names, palette, panel_size)
 
 
 def save_png(path, rgb):
@@ -420,8 +571,10 @@ def visualize_model(model, image, out_dir, class_names=None, labels=None, prefix
             inference is run for the prediction panel).
 
     Returns:
-        Dict figure name -> PNG path. Always ``prediction`` (overlay + legend, or coloured
-        edges + legend for edge models) and ``summary`` (all panels tiled, titled); plus
+        Dict figure name -> PNG path. Always ``prediction`` (with ``labels``: the
+        ``prediction_picture`` image | ground truth | prediction | error map + legend;
+        without: overlay + legend, or coloured edges + legend for edge models) and
+        ``summary`` (all panels tiled, titled); plus
         per method: GFF ``gate_<level>``; DecoupleSegNet ``flow``, ``flow_wheel``,
         ``body_pca``, ``edge_pca``, ``fused_pca``, ``boundary``; DFF
         ``fusion_weight_side5|side1|side2|side3``, ``fused_edges``, ``side5_edges``; DMNet
@@ -452,7 +605,9 @@ def visualize_model(model, image, out_dir, class_names=None, labels=None, prefix
         panels = {"overlay": overlay(rgb, probs.argmax(-1), palette=palette)}
         if labels is not None:
             panels["ground_truth"] = overlay(rgb, labels, palette=palette)
-        prediction = with_legend(hstack(list(panels.values())), names, palette)
+            prediction = prediction_picture(rgb, labels, probs.argmax(-1), names, palette)
+        else:
+            prediction = with_legend(hstack(list(panels.values())), names, palette)
     panels.update(method_figures(model, images, palette))
     figures = {"prediction": prediction}
     figures.update({k: v for k, v in panels.items()

@@ -1,6 +1,6 @@
 """What training writes for people to look at: TensorBoard scalars and images (written with
 TensorFlow's core ``tf.summary.write``, so no ``tensorboard`` package is needed to produce
-logs) and [image | truth | prediction] panels.
+logs), class-aware prediction pictures and the learning-curve picture.
 """
 
 import numpy as np
@@ -8,24 +8,38 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from kerasfuse import visualize
+from kerasfuse.checks import IGNORE_LABEL
 
 
 def prediction_pictures(network, images, targets, task, num_classes):
-    """RGB uint8 panels [image | ground truth | prediction] for a batch (PNG, TensorBoard)."""
-    logits = network(images, training=False)["logits"].numpy()
+    """One class-aware picture per image of a batch (PNG files, TensorBoard).
+
+    Segmentation: image | ground truth | prediction | error map + legend
+    (``visualize.prediction_picture``); edges: image | truth edges | predicted edges |
+    edge errors + legend (``visualize.edge_picture``). Names and colours are the network's
+    own (``class_names``, ``palette``), else "0".."K-1" and ``visualize.color_palette``.
+    """
+    logits = np.asarray(network(images, training=False)["logits"], "float32")
     images = np.asarray(images)
-    palette = visualize.model_palette(network, num_classes)
-    panels = []
+    names = getattr(network, "class_names", None)
+    names = names if names is not None and len(names) == num_classes else None
+    pictures = []
     for i in range(len(images)):
+        labels = np.asarray(targets["labels"][i])
+        if labels.ndim == 3:
+            labels = labels[..., 0]
         if task == "edge":
-            truth = visualize.edge_to_color(targets["edges"][i].numpy())
-            pred = visualize.edge_to_color(1.0 / (1.0 + np.exp(-logits[i])))
+            palette = getattr(network, "palette", None)
+            palette = palette if palette is not None and len(palette) == num_classes \
+                else visualize.color_palette(num_classes + 1)[1:]
+            pictures.append(visualize.edge_picture(
+                images[i], np.asarray(targets["edges"][i]), 1.0 / (1.0 + np.exp(-logits[i])),
+                names, palette, ignore=labels == IGNORE_LABEL))
         else:
-            labels = targets["labels"][i].numpy()
-            truth = visualize.overlay(images[i], labels, palette=palette)
-            pred = visualize.overlay(images[i], logits[i].argmax(-1), palette=palette)
-        panels.append(visualize.hstack([visualize.to_uint8(images[i]), truth, pred]))
-    return panels
+            palette = visualize.model_palette(network, num_classes)
+            pictures.append(visualize.prediction_picture(
+                images[i], labels, logits[i].argmax(-1), names, palette, IGNORE_LABEL))
+    return pictures
 
 
 def _summary_metadata(plugin):
