@@ -15,7 +15,9 @@ Generic primitives (all return RGB ``uint8`` arrays ``[H, W, 3]``):
 * ``error_map``, ``prediction_picture``: the class-aware picture of one prediction,
   image | ground truth | prediction | error map with a legend of class names and colours;
   ``edges_over_image``, ``edge_picture``: the same for semantic-edge models (per-class
-  edges drawn over the image in the class colours).
+  edges drawn over the image in the class colours);
+* ``confusion_matrix_picture``: a row-normalised confusion matrix with class names;
+  ``curves_picture``: learning curves (loss, learning rate, validation score vs step).
 
 Method-specific figures (``visualize_model``) read intermediates with
 ``kerasfuse.models.intermediates(model, names)`` and write one PNG per figure.
@@ -389,6 +391,93 @@ def edge_picture(image, edges, probabilities, class_names=None, palette=None,
     titles = ["image", "ground-truth edges", "predicted edges",
               f"edge errors (p > {threshold:g})"]
     return _picture(panels, titles, names, palette, panel_size)
+
+
+#: Confusion-matrix colours: row share 0 -> white, 1 -> dark blue; absent rows grey.
+CONFUSION_LOW, CONFUSION_HIGH = (255, 255, 255), (8, 48, 107)
+CONFUSION_ABSENT = (210, 210, 210)
+CONFUSION_MARGIN = 8
+
+
+def row_normalised(cm):
+    """``cm[true, pred]`` divided by its row sums (rows of absent classes stay NaN)."""
+    cm = np.asarray(cm, dtype="float64")
+    totals = cm.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, cm / np.where(totals > 0, totals, 1), np.nan)
+
+
+def confusion_matrix_picture(cm, class_names, cell_size=None):
+    """A row-normalised confusion matrix ``cm[true, pred]`` as a picture.
+
+    True classes label the rows (left, "true class"), predicted classes the columns (top,
+    written vertically, "predicted"). A cell's colour goes linearly from
+    ``CONFUSION_LOW`` (0) to ``CONFUSION_HIGH`` (1) with its share of the row; rows of
+    classes absent from the labels are ``CONFUSION_ABSENT``. With cells of 28 px or more
+    the percentage is written in each cell. The grid is the picture's bottom-right
+    ``K * cell_size`` square, ``CONFUSION_MARGIN`` pixels from both edges.
+
+    Args:
+        cm: ``[K, K]`` counts.
+        class_names: K names (cut to 20 characters).
+        cell_size: pixels per cell; default ``clip(640 // K, 12, 48)``.
+    """
+    norm = row_normalised(cm)
+    k = norm.shape[0]
+    if norm.shape != (k, k) or len(class_names) != k:
+        raise ValueError(f"confusion matrix {norm.shape} and {len(class_names)} class names "
+                         "do not match")
+    cell = int(cell_size or np.clip(640 // k, 12, 48))
+    scale = min(0.45, cell / 36.0)
+    names = [str(n)[:20] for n in class_names]
+    label_w = max(cv2.getTextSize(n, _FONT, scale, 1)[0][0] for n in names) + 6
+    axis = 18
+    low, high = np.array(CONFUSION_LOW, "float64"), np.array(CONFUSION_HIGH, "float64")
+    grid = np.zeros((k * cell, k * cell, 3), "uint8")
+    for i in range(k):
+        for j in range(k):
+            value = norm[i, j]
+            color = CONFUSION_ABSENT if np.isnan(value) else tuple(
+                int(c + 0.5) for c in low + value * (high - low))
+            grid[i * cell:(i + 1) * cell, j * cell:(j + 1) * cell] = color
+            if cell >= 28 and not np.isnan(value):
+                text = f"{100 * value:.0f}"
+                (tw, th), _ = cv2.getTextSize(text, _FONT, scale, 1)
+                ink = (255, 255, 255) if value > 0.5 else (0, 0, 0)
+                cv2.putText(grid, text, (j * cell + (cell - tw) // 2,
+                                         i * cell + (cell + th) // 2), _FONT, scale, ink, 1,
+                            cv2.LINE_AA)
+    grid[::cell, :] = grid[:, ::cell] = (255, 255, 255)
+    left = axis + label_w
+    top = axis + label_w
+    out = np.full((top + k * cell + CONFUSION_MARGIN, left + k * cell + CONFUSION_MARGIN, 3),
+                  255, "uint8")
+    out[top:top + k * cell, left:left + k * cell] = grid
+    rows = np.full((k * cell, label_w, 3), 255, "uint8")
+    columns = np.full((k * cell, label_w, 3), 255, "uint8")
+    for i, name in enumerate(names):
+        (tw, th), _ = cv2.getTextSize(name, _FONT, scale, 1)
+        baseline = i * cell + (cell + th) // 2
+        cv2.putText(rows, name, (label_w - tw - 4, baseline), _FONT, scale, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+        cv2.putText(columns, name, (4, baseline), _FONT, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    out[top:top + k * cell, axis:left] = rows
+    # column names written left to right, then turned so they read bottom to top
+    out[axis:top, left:left + k * cell] = np.rot90(columns, k=1)
+    return _axis_titles(out, top, left, k * cell, axis)
+
+
+def _axis_titles(out, top, left, size, axis):
+    scale = 0.45
+    (tw, th), _ = cv2.getTextSize("predicted", _FONT, scale, 1)
+    cv2.putText(out, "predicted", (left + (size - tw) // 2, th + 2), _FONT, scale,
+                (0, 0, 0), 1, cv2.LINE_AA)
+    strip = np.full((axis, size, 3), 255, "uint8")
+    (tw, th), _ = cv2.getTextSize("true class", _FONT, scale, 1)
+    cv2.putText(strip, "true class", ((size - tw) // 2, th + 2), _FONT, scale, (0, 0, 0), 1,
+                cv2.LINE_AA)
+    out[top:top + size, :axis] = np.rot90(strip, k=1)
+    return out
 
 
 def save_png(path, rgb):

@@ -4,6 +4,7 @@ No command gets a flag saying what kind of model it reads: the Segmenter (or the
 of an exported SavedModel) says so.
 """
 
+import csv
 import json
 import os
 import shutil
@@ -60,6 +61,26 @@ def test_segmentation_end_to_end(workspace, capsys):
         assert 0.0 <= report["metrics"][key] <= 1.0
     printed = capsys.readouterr().out
     assert "mean_iou" in printed and "background" in printed
+    assert "accuracy" in printed and "pixel_share" in printed
+    # per-class accuracy and pixel share, from the independent confusion matrix
+    names = list(report["per_class"])
+    rows = cm.sum(axis=1)
+    assert report["confusion_matrix"] == cm.tolist()
+    with open(workspace / "metrics_per_class.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [row["class"] for row in table] == names
+    for i, (name, row) in enumerate(zip(names, table)):
+        share = rows[i] / cm.sum()
+        assert report["per_class"][name]["pixel_share"] == pytest.approx(share, abs=1e-6)
+        assert float(row["pixel_share"]) == pytest.approx(share, abs=1e-6)
+        if rows[i]:
+            accuracy = cm[i, i] / rows[i]
+            assert report["per_class"][name]["accuracy"] == pytest.approx(accuracy, abs=1e-6)
+            assert float(row["accuracy"]) == pytest.approx(accuracy, abs=1e-6)
+        else:
+            assert report["per_class"][name]["accuracy"] is None and row["accuracy"] == ""
+    picture = cv2.imread(str(workspace / "metrics_confusion.png"))
+    assert picture is not None and min(picture.shape[:2]) > 7 * 48
 
 
 def test_run_directory_slide_and_edge_model(workspace):

@@ -320,6 +320,8 @@ class Trainer:
                            resumed_from=self.resumed_from,
                            train_seconds=round(train_seconds, 1), replicas=self.replicas,
                            global_batch=self.config.data.batch_size * self.replicas)
+            if "iou" in summary and self.class_names is not None:
+                summary["iou_by_class"] = dict(zip(self.class_names, summary["iou"]))
             with open(os.path.join(self.run_dir, "metrics.json"), "w") as f:
                 json.dump(summary, f, indent=2)
         return metrics
