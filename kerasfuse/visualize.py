@@ -480,6 +480,58 @@ def _axis_titles(out, top, left, size, axis):
     return out
 
 
+#: Colours of ``curves_picture``: the curve and the point markers.
+CURVE_COLOR = (31, 119, 180)
+
+
+def _number(value):
+    return f"{value:.3g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+
+
+def curves_picture(panels, width=640, panel_height=170):
+    """Learning curves: one plot per ``(title, steps, values)`` panel, stacked.
+
+    Each plot draws its values against the step as a ``CURVE_COLOR`` polyline (points
+    marked when there are at most 50), inside a frame labelled with the value range
+    (left) and the step range (bottom). An empty series gives a frame with "no data".
+    """
+    plots = []
+    left, right, top, bottom = 64, 12, 22, 22
+    for title, steps, values in panels:
+        plot = np.full((panel_height, width, 3), 255, "uint8")
+        x0, x1, y0, y1 = left, width - right, top, panel_height - bottom
+        cv2.rectangle(plot, (x0, y0), (x1, y1), (0, 0, 0), 1)
+        cv2.putText(plot, str(title), (x0, top - 7), _FONT, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        steps = np.asarray(steps, "float64")
+        values = np.asarray(values, "float64")
+        keep = np.isfinite(values)
+        steps, values = steps[keep], values[keep]
+        if not len(values):
+            cv2.putText(plot, "no data", (x0 + 8, (y0 + y1) // 2), _FONT, 0.45,
+                        (128, 128, 128), 1, cv2.LINE_AA)
+            plots.append(plot)
+            continue
+        s_lo, s_hi = float(steps.min()), float(steps.max())
+        v_lo, v_hi = float(values.min()), float(values.max())
+        s_span = s_hi - s_lo or 1.0
+        v_span = v_hi - v_lo or 1.0
+        xs = x0 + 4 + (steps - s_lo) / s_span * (x1 - x0 - 8)
+        ys = y1 - 4 - (values - v_lo) / v_span * (y1 - y0 - 8)
+        points = np.stack([xs, ys], -1).round().astype(np.int32)
+        if len(points) > 1:
+            cv2.polylines(plot, [points.reshape(-1, 1, 2)], False, CURVE_COLOR, 2, cv2.LINE_AA)
+        if len(points) <= 50:
+            for x, y in points:
+                cv2.circle(plot, (int(x), int(y)), 3, CURVE_COLOR, -1, cv2.LINE_AA)
+        for text, y in ((_number(v_hi), y0 + 12), (_number(v_lo), y1 - 4)):
+            cv2.putText(plot, text, (4, y), _FONT, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
+        for text, x in ((f"{s_lo:.0f}", x0), (f"step {s_hi:.0f}", x1 - 70)):
+            cv2.putText(plot, text, (x, panel_height - 6), _FONT, 0.38, (0, 0, 0), 1,
+                        cv2.LINE_AA)
+        plots.append(plot)
+    return np.concatenate(plots, axis=0)
+
+
 def save_png(path, rgb):
     """Write an RGB uint8 image as PNG (parent folders created); returns ``path``."""
     rgb = to_uint8(rgb)

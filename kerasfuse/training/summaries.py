@@ -3,6 +3,9 @@ TensorFlow's core ``tf.summary.write``, so no ``tensorboard`` package is needed 
 logs), class-aware prediction pictures and the learning-curve picture.
 """
 
+import json
+import os
+
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
@@ -63,3 +66,52 @@ def write_images(tag, images, step):
     encoded = [tf.io.encode_png(np.asarray(im, "uint8")) for im in images]
     tensor = tf.stack([tf.constant(str(width)), tf.constant(str(height))] + encoded)
     tf.summary.write(tag, tensor, step=step, metadata=_summary_metadata("images"))
+
+
+class LearningCurves:
+    """Training loss and learning rate (every ``run.log_every`` steps) and the validation
+    score (every validation), kept in ``history.json`` of the run directory (so a resumed
+    run continues its curves) and drawn as ``curves.png`` with
+    ``visualize.curves_picture``.
+
+    A point at step s drops the points of its series at steps >= s first: after a resume
+    from an earlier checkpoint the curve continues from there instead of folding back.
+    """
+
+    SERIES = ("loss", "lr", "val")
+
+    def __init__(self, run_dir, monitor):
+        self.run_dir = run_dir
+        self.monitor = monitor
+        self.history = {name: [] for name in self.SERIES}
+        path = os.path.join(run_dir, "history.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                stored = json.load(f)
+            for name in self.SERIES:
+                self.history[name] = [list(p) for p in stored.get(name, [])]
+
+    def add(self, series, step, value):
+        points = [p for p in self.history[series] if p[0] < step]
+        self.history[series] = points + [[int(step), float(value)]]
+
+    def picture(self):
+        titles = {"loss": "training loss", "lr": "learning rate",
+                  "val": f"validation {self.monitor}"}
+        return visualize.curves_picture([
+            (titles[name], [p[0] for p in self.history[name]],
+             [p[1] for p in self.history[name]]) for name in self.SERIES])
+
+    def write(self):
+        """Write ``history.json`` and ``curves.png`` (each atomically); returns the PNG."""
+        os.makedirs(self.run_dir, exist_ok=True)
+        path = os.path.join(self.run_dir, "history.json")
+        temporary = f"{path}.tmp-{os.getpid()}"
+        with open(temporary, "w") as f:
+            json.dump(self.history, f)
+        os.replace(temporary, path)
+        png = os.path.join(self.run_dir, "curves.png")
+        temporary = os.path.join(self.run_dir, f".curves.tmp-{os.getpid()}.png")
+        visualize.save_png(temporary, self.picture())
+        os.replace(temporary, png)
+        return png

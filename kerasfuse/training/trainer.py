@@ -33,7 +33,12 @@ from kerasfuse.training.callbacks import (
 from kerasfuse.training.distribute import is_chief, make_strategy, num_workers, shard_policy
 from kerasfuse.training.loss_model import LossModel
 from kerasfuse.training.optimization import build_optimizer, current_lr
-from kerasfuse.training.summaries import prediction_pictures, write_images, write_scalar
+from kerasfuse.training.summaries import (
+    LearningCurves,
+    prediction_pictures,
+    write_images,
+    write_scalar,
+)
 from kerasfuse.training.validation import evaluate, logits_function
 
 
@@ -57,7 +62,9 @@ class Trainer:
     Usage: ``Trainer(config).train()`` returns the final validation metrics. Files in
     ``run.root/run.name``: ``config.yaml`` (resolved config), ``backup/`` (resumable
     checkpoint), ``logs/`` (TensorBoard), ``best.keras`` + ``best.json``, ``final.keras``,
-    ``predictions/*.png`` and ``metrics.json``.
+    ``predictions/*.png`` (image | truth | prediction | error map + legend), ``curves.png``
+    (loss, LR and validation score over steps, redrawn at every validation and at the end)
+    with its data in ``history.json``, and ``metrics.json``.
     """
 
     def __init__(self, config, strategy=None, replace_run=False):
@@ -76,6 +83,7 @@ class Trainer:
         self.class_names = None
         self.palette = None
         self._writers = {}
+        self._curves = None
         self._val_batches = None
         self._last_val = (None, {})
         self._forward = None
@@ -195,6 +203,13 @@ class Trainer:
             self.model.optimizer.build(self.model.trainable_variables)
 
     # --------------------------------------------------------------- output
+    @property
+    def curves(self):
+        """The run's ``LearningCurves`` (read from ``history.json`` on first use)."""
+        if self._curves is None:
+            self._curves = LearningCurves(self.run_dir, self.monitor)
+        return self._curves
+
     def _writer(self, name):
         if name not in self._writers:
             self._writers[name] = tf.summary.create_file_writer(
@@ -205,6 +220,10 @@ class Trainer:
         """TensorBoard scalars (chief only)."""
         if not self.chief:
             return
+        if name == "train":
+            for key in ("loss", "lr"):
+                if key in values:
+                    self.curves.add(key, step, values[key])
         with self._writer(name).as_default():
             for key, value in values.items():
                 write_scalar(key, value, step)
@@ -230,6 +249,8 @@ class Trainer:
         if self.chief:
             self.log_scalars("val", step, {k: v for k, v in metrics.items()
                                            if isinstance(v, float)})
+            self.curves.add("val", step, score)
+            self.curves.write()
             if score > self._best_score():
                 self.network.save(os.path.join(self.run_dir, "best.keras"))
                 with open(os.path.join(self.run_dir, "best.json"), "w") as f:
@@ -315,6 +336,7 @@ class Trainer:
         if self.chief:
             self.network.save(os.path.join(self.run_dir, "final.keras"))
             self.write_predictions()
+            self.curves.write()
             summary = {k: v for k, v in metrics.items()}
             summary.update(steps=int(self.optimizer.iterations.numpy()),
                            resumed_from=self.resumed_from,
