@@ -185,9 +185,11 @@ def test_predict_cli_tfrecords_and_image_files(workspace, tmp_path, capsys):
             assert (out / f"{image_id}_{kind}.png").is_file()
     classes = cv2.imread(str(out / "00000_classes.png"), cv2.IMREAD_UNCHANGED)
     assert classes.shape == (32, 32) and classes.max() < 7
-    # Prediction with ground truth: overlay + GT overlay + legend (7 classes).
-    assert cv2.imread(str(out / "00000_prediction.png")).shape == (7 * 18 + 4,
-                                                                   32 + 4 + 32 + 4 + 160, 3)
+    # Prediction with ground truth: image | truth | prediction | errors, each enlarged x8
+    # to 256 px under a 64-px title, then the legend (7 rows of 6 * 8 = 48 px, taller).
+    picture = cv2.imread(str(out / "00000_prediction.png"))
+    assert picture.shape[0] == max(256 + 64, 7 * 48 + 4)
+    assert picture.shape[1] > 4 * 256 + 3 * 4 + 8
     image_path = tmp_path / "photo.png"
     cv2.imwrite(str(image_path), np.full((20, 24, 3), 90, "uint8"))
     assert predict.main([str(workspace / "dff.keras"), str(tmp_path / "*.png"),
