@@ -17,7 +17,7 @@ onnxruntime / SavedModel is printed per model (below 1: onnxruntime is faster).
 
 Usage:
     python bench/export.py [--models dmnet,gffnet,decouple_pspnet] [--size 512]
-        [--backbone resnet_small] [--precisions float32,float16,int8] [--repeats 10]
+        [--backbone resnet_small] [--precisions float32,float16,int8|none] [--repeats 10]
         [--threads N] [--onnx]
 """
 
@@ -113,9 +113,9 @@ def main(argv=None):
     parser.add_argument("--onnx", action="store_true",
                         help="also time onnxruntime against the TF SavedModel")
     args = parser.parse_args(argv)
-    args.precisions = args.precisions.split(",")
+    args.precisions = [p for p in args.precisions.split(",") if p and p != "none"]
     rows = []
-    for name in args.models.split(","):
+    for name in args.models.split(",") if args.precisions else []:
         rows += bench_model(name, args)
     print(f"\nTFLite latency per image, {args.size}x{args.size}, backbone {args.backbone}, "
           f"{NUM_CLASSES} classes, batch 1, threads {args.threads or 'default'}, "
