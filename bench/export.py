@@ -117,12 +117,13 @@ def main(argv=None):
     rows = []
     for name in args.models.split(",") if args.precisions else []:
         rows += bench_model(name, args)
-    print(f"\nTFLite latency per image, {args.size}x{args.size}, backbone {args.backbone}, "
-          f"{NUM_CLASSES} classes, batch 1, threads {args.threads or 'default'}, "
-          f"median of {args.repeats}")
-    print(f"{'model':<16} {'precision':<10} {'MiB':>7} {'ms/image':>9} {'agreement':>10}")
-    for name, precision, mib, ms, agreement in rows:
-        print(f"{name:<16} {precision:<10} {mib:>7.2f} {ms:>9.1f} {100 * agreement:>9.2f}%")
+    if rows:
+        print(f"\nTFLite latency per image, {args.size}x{args.size}, backbone {args.backbone}, "
+              f"{NUM_CLASSES} classes, batch 1, threads {args.threads or 'default'}, "
+              f"median of {args.repeats}")
+        print(f"{'model':<16} {'precision':<10} {'MiB':>7} {'ms/image':>9} {'agreement':>10}")
+        for name, precision, mib, ms, agreement in rows:
+            print(f"{name:<16} {precision:<10} {mib:>7.2f} {ms:>9.1f} {100 * agreement:>9.2f}%")
     if args.onnx:
         onnx_rows = [bench_onnx(name, args) for name in args.models.split(",")]
         print(f"\nonnxruntime vs TF SavedModel (CPU), {args.size}x{args.size}, batch 1, "
