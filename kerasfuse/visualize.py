@@ -349,7 +349,9 @@ def prediction_picture(image, labels, prediction, class_names=None, palette=None
 
 def edges_over_image(image, edges, palette=None):
     """Per-class edge maps ``[H,W,K]`` (probabilities or 0/1) drawn over a faded copy of
-    the image: each pixel takes its strongest class's colour, blended by that strength."""
+    the image: each pixel takes its strongest class's colour, blended by that strength.
+    Ties go to the higher class id: a boundary between background (id 0) and an object is
+    an edge of both, and is drawn in the object's colour."""
     image = to_uint8(image)
     edges = np.asarray(edges, dtype="float32")
     if edges.ndim != 3 or edges.shape[:2] != image.shape[:2]:
@@ -359,7 +361,8 @@ def edges_over_image(image, edges, palette=None):
     palette = color_palette(k + 1)[1:] if palette is None else np.asarray(palette, "uint8")
     faded = 0.4 * image.astype("float32") + 0.6 * 255.0
     strength = np.clip(edges.max(axis=-1, keepdims=True), 0.0, 1.0)
-    colors = palette[edges.argmax(axis=-1)].astype("float32")
+    strongest = k - 1 - edges[..., ::-1].argmax(axis=-1)
+    colors = palette[strongest].astype("float32")
     return np.clip(strength * colors + (1 - strength) * faded + 0.5, 0, 255).astype("uint8")
 
 

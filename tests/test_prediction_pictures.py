@@ -100,6 +100,7 @@ def test_edge_picture_draws_each_class_in_its_colour_and_marks_edge_errors(tmp_p
     truth, predicted, errors = panel(picture, 1), panel(picture, 2), panel(picture, 3)
     np.testing.assert_array_equal(truth[7, 4], PALETTE[0])
     np.testing.assert_array_equal(truth[10, 9], PALETTE[2])
+    np.testing.assert_array_equal(truth[10, 4], PALETTE[2])   # a tie: the higher class id
     np.testing.assert_array_equal(predicted[3, 9], PALETTE[1])
     # away from edges: the image faded towards white, 0.4 * 200 + 0.6 * 255 = 233
     np.testing.assert_array_equal(truth[1, 12], [233, 233, 233])
