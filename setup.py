@@ -27,9 +27,14 @@ setup(
         "scipy>=1.11,<2",
         "pyyaml>=6,<7",
         "tqdm>=4.60,<5",
+        # `tensorboard --logdir runs` (training writes the event files without it)
+        "tensorboard>=2.20,<2.22",
     ],
     extras_require={
         "edge-eval": ["pyEdgeEval>=0.2.8,<0.3"],
+        # ONNX export (export_tflite.py --formats onnx) and its onnxruntime parity check;
+        # tf2onnx 1.17 no longer pins protobuf 3.x, so TF 2.21's protobuf is kept.
+        "onnx": ["tf2onnx>=1.17,<2", "onnxruntime>=1.18,<2", "onnx>=1.16,<2"],
         "test": [
             "pytest>=8,<10",
             "ruff>=0.5,<1",
@@ -37,6 +42,9 @@ setup(
             "torch>=2.1",
             "pyEdgeEval>=0.2.8,<0.3",
             "Pillow>=9",
+            "tf2onnx>=1.17,<2",
+            "onnxruntime>=1.18,<2",
+            "onnx>=1.16,<2",
         ],
         # Reading PyTorch checkpoints (kerasfuse.convert); nothing else imports torch.
         "torch": ["torch>=2.1"],

@@ -41,7 +41,9 @@ class DataConfig:
     """Where the TFRecords are and how batches are made.
 
     Attributes:
-        dataset: dataset name (informational: "synthetic", "cityscapes", "ade20k", "sbd").
+        dataset: dataset name ("synthetic", "cityscapes", "ade20k", "voc", "sbd"); picks
+            the standard class names and palette (``pipelines.palettes``) when the
+            manifest has none and the class count matches.
         train_pattern: glob / manifest of the training shards.
         val_pattern: glob / manifest of the validation shards ("" = no validation).
         num_classes: number of classes; None reads it from the manifest next to the shards.

@@ -220,6 +220,8 @@ def build_synthetic(
         >>> build_synthetic("data/synthetic", train=64, val=16)  # doctest: +SKIP
         'data/synthetic'
     """
+    from pipelines.palettes import SYNTHETIC_PALETTE  # lazy: palettes imports this module
+
     check_int("train", train)
     check_int("val", val)
     check_int("num_shards", num_shards)
@@ -248,6 +250,7 @@ def build_synthetic(
             overwrite=overwrite,
             progress=progress,
             expected_counts=counts,
+            palette=SYNTHETIC_PALETTE,
             extra={
                 "generator": "synthetic",
                 "generator_version": GENERATOR_VERSION,

@@ -304,6 +304,7 @@ def write_split(
     progress=True,
     expected_counts=None,
     extra=None,
+    palette=None,
 ):
     """Convert one split: each source becomes one shard; returns the manifest dict.
 
@@ -322,6 +323,8 @@ def write_split(
         expected_counts: examples per source, for the progress bar total.
         extra: JSON-serialisable dict stored under ``"source"`` in the manifest; part of
             the plan fingerprint (put generator versions here).
+        palette: optional ``[r, g, b]`` colour per class (``pipelines.palettes``), stored
+            in the manifest for pictures; not part of the plan fingerprint.
     """
     if not sources:
         raise ValueError(f"split {name!r}: nothing to convert (no source examples found)")
@@ -332,6 +335,7 @@ def write_split(
     num_classes = len(class_names)
     if not 1 <= num_classes <= 255 or num_classes > ignore_label:
         raise ValueError(f"need 1..{ignore_label} classes, got {num_classes}")
+    palette = _check_palette(palette, num_classes)
     os.makedirs(out_dir, exist_ok=True)
     num_shards = len(sources)
     names = [shard_name(name, i, num_shards) for i in range(num_shards)]
@@ -349,7 +353,8 @@ def write_split(
             bar.update(entry["num_examples"])
     finally:
         bar.close()
-    manifest = _manifest(name, [entries[n] for n in names], class_names, ignore_label, extra)
+    manifest = _manifest(name, [entries[n] for n in names], class_names, ignore_label, extra,
+                         palette)
     _write_json(manifest_path(out_dir, name), manifest)
     return manifest
 
@@ -432,7 +437,19 @@ def _run_tasks(tasks, workers):
             raise
 
 
-def _manifest(name, shards, class_names, ignore_label, extra):
+def _check_palette(palette, num_classes):
+    if palette is None:
+        return None
+    rows = [list(row) for row in palette]
+    if len(rows) != num_classes or any(
+            len(row) != 3 or any(isinstance(c, bool) or not isinstance(c, (int, np.integer))
+                                 or not 0 <= c <= 255 for c in row) for row in rows):
+        raise ValueError(f"palette must be {num_classes} [r, g, b] rows of ints in 0..255, "
+                         f"got {palette!r}")
+    return [[int(c) for c in row] for row in rows]
+
+
+def _manifest(name, shards, class_names, ignore_label, extra, palette=None):
     num_shards = len(shards)
     return {
         "format": "kerasfuse-tfrecord",
@@ -441,6 +458,7 @@ def _manifest(name, shards, class_names, ignore_label, extra):
         "num_examples": sum(s["num_examples"] for s in shards),
         "num_classes": len(class_names),
         "class_names": list(class_names),
+        "palette": palette,
         "ignore_label": int(ignore_label),
         "num_shards": num_shards,
         "pattern": f"{name}-*-of-{num_shards:05d}.tfrecord",
@@ -455,7 +473,8 @@ def _manifest(name, shards, class_names, ignore_label, extra):
 def read_manifest(path_or_dir, split="train"):
     """Load a split's manifest: a ``*.manifest.json`` path, or a folder plus ``split``.
 
-    Returns the manifest dict (``num_classes``, ``class_names``, ``ignore_label``,
+    Returns the manifest dict (``num_classes``, ``class_names``, ``palette`` (None when
+    the converter had none), ``ignore_label``,
     ``num_examples``, ``counts`` and ``checksums`` per shard file, ``pattern``, ...) with
     an added ``"dir"`` key holding the folder of the shards.
     """

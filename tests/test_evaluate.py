@@ -4,6 +4,7 @@ No command gets a flag saying what kind of model it reads: the Segmenter (or the
 of an exported SavedModel) says so.
 """
 
+import csv
 import json
 import os
 import shutil
@@ -60,6 +61,26 @@ def test_segmentation_end_to_end(workspace, capsys):
         assert 0.0 <= report["metrics"][key] <= 1.0
     printed = capsys.readouterr().out
     assert "mean_iou" in printed and "background" in printed
+    assert "accuracy" in printed and "pixel_share" in printed
+    # per-class accuracy and pixel share, from the independent confusion matrix
+    names = list(report["per_class"])
+    rows = cm.sum(axis=1)
+    assert report["confusion_matrix"] == cm.tolist()
+    with open(workspace / "metrics_per_class.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [row["class"] for row in table] == names
+    for i, (name, row) in enumerate(zip(names, table)):
+        share = rows[i] / cm.sum()
+        assert report["per_class"][name]["pixel_share"] == pytest.approx(share, abs=1e-6)
+        assert float(row["pixel_share"]) == pytest.approx(share, abs=1e-6)
+        if rows[i]:
+            accuracy = cm[i, i] / rows[i]
+            assert report["per_class"][name]["accuracy"] == pytest.approx(accuracy, abs=1e-6)
+            assert float(row["accuracy"]) == pytest.approx(accuracy, abs=1e-6)
+        else:
+            assert report["per_class"][name]["accuracy"] is None and row["accuracy"] == ""
+    picture = cv2.imread(str(workspace / "metrics_confusion.png"))
+    assert picture is not None and min(picture.shape[:2]) > 7 * 48
 
 
 def test_run_directory_slide_and_edge_model(workspace):
@@ -164,9 +185,11 @@ def test_predict_cli_tfrecords_and_image_files(workspace, tmp_path, capsys):
             assert (out / f"{image_id}_{kind}.png").is_file()
     classes = cv2.imread(str(out / "00000_classes.png"), cv2.IMREAD_UNCHANGED)
     assert classes.shape == (32, 32) and classes.max() < 7
-    # Prediction with ground truth: overlay + GT overlay + legend (7 classes).
-    assert cv2.imread(str(out / "00000_prediction.png")).shape == (7 * 18 + 4,
-                                                                   32 + 4 + 32 + 4 + 160, 3)
+    # Prediction with ground truth: image | truth | prediction | errors, each enlarged x8
+    # to 256 px under a 64-px title, then the legend (7 rows of 6 * 8 = 48 px, taller).
+    picture = cv2.imread(str(out / "00000_prediction.png"))
+    assert picture.shape[0] == max(256 + 64, 7 * 48 + 4)
+    assert picture.shape[1] > 4 * 256 + 3 * 4 + 8
     image_path = tmp_path / "photo.png"
     cv2.imwrite(str(image_path), np.full((20, 24, 3), 90, "uint8"))
     assert predict.main([str(workspace / "dff.keras"), str(tmp_path / "*.png"),

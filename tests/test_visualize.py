@@ -92,9 +92,15 @@ def check_image_sized(paths, names, height=SIZE, width=SIZE):
 
 
 def check_prediction_and_summary(paths, num_classes, with_gt):
-    legend_h = 18 * num_classes + 4
-    width = SIZE * (2 if with_gt else 1) + 4 * (2 if with_gt else 1) + 160
-    assert read_png(paths["prediction"]).shape == (max(SIZE, legend_h), width, 3)
+    picture = read_png(paths["prediction"])
+    if with_gt:
+        # image | truth | prediction | errors, each enlarged x4 to 256 px under a 32-px
+        # title, 4-px gaps, then 8 px and the legend.
+        assert picture.shape[0] == 256 + 32
+        assert picture.shape[1] > 4 * 256 + 3 * 4 + 8
+    else:
+        legend_h = 18 * num_classes + 4
+        assert picture.shape == (max(SIZE, legend_h), SIZE + 4 + 160, 3)
     summary = read_png(paths["summary"])
     assert summary.shape[0] > SIZE and summary.reshape(-1, 3).std(axis=0).max() > 0
 

@@ -1,4 +1,4 @@
-"""Evaluate a trained kerasfuse model on TFRecords: metrics table + JSON.
+"""Evaluate a trained kerasfuse model on TFRecords: per-class table, JSON, CSV, confusion PNG.
 
 Examples::
 
@@ -10,7 +10,11 @@ Examples::
 The model is a ``.keras`` file, a run directory holding one (``best.keras``, else
 ``final.keras``), or a SavedModel exported by kerasfuse-export. The model says what it is
 (task, classes): segmentation models get mIoU, per-class IoU, pixel accuracy and boundary
-F-scores; edge models MF-ODS / MF-OIS (see docs/evaluation.md). Bad input prints one
+F-scores; edge models MF-ODS / MF-OIS (see docs/evaluation.md). The per-class table (for
+segmentation: name, IoU, accuracy, pixel share, boundary F) is printed and written as
+``X.json`` (``--output``, default ``evaluation.json`` beside the model) and
+``X_per_class.csv``; segmentation also writes ``X_confusion.png``, the row-normalised
+confusion matrix with class names on both axes. Bad input prints one
 ``evaluate.py: error: ...`` line and exits with status 2.
 """
 
@@ -68,6 +72,17 @@ def build_metrics(task, num_classes, boundary_tolerances=(3.0,), edge_tolerance=
                                                "thresholds": thresholds})}
 
 
+def class_accuracy_and_share(cm):
+    """Per class of ``cm[true, pred]``: ``accuracy`` = cm[i,i] / sum_j cm[i,j] (the share of
+    the class's pixels predicted right; NaN when the class has no pixel) and
+    ``pixel_share`` = sum_j cm[i,j] / sum cm (its share of the labelled pixels)."""
+    cm = np.asarray(cm, dtype="float64")
+    totals = cm.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = np.where(totals > 0, np.diag(cm) / np.where(totals > 0, totals, 1), np.nan)
+    return {"accuracy": accuracy, "pixel_share": totals / max(cm.sum(), 1.0)}
+
+
 def _summarise(task, cm, metrics, boundary_tolerances, edge_tolerance):
     """(scalar metrics, per-class lists) of the accumulated state."""
     from kerasfuse.metrics import segmentation_scores
@@ -79,7 +94,7 @@ def _summarise(task, cm, metrics, boundary_tolerances, edge_tolerance):
         return scalars, {k: result[k] for k in ("ods_f", "ods_threshold", "ois_f")}
     scores = segmentation_scores(cm)
     scalars = {"mean_iou": scores["mean_iou"], "pixel_accuracy": scores["pixel_accuracy"]}
-    per_class = {"iou": scores["iou"]}
+    per_class = {"iou": scores["iou"], **class_accuracy_and_share(cm)}
     for tol, metric in zip(boundary_tolerances, metrics["boundary"]):
         result = metric.result()
         scalars[f"boundary_f@{tol:g}px"] = result["mean_f"]
@@ -95,7 +110,10 @@ def evaluate(model, dataset, num_classes, options, boundary_tolerances=(3.0,),
     The task (softmax segmentation or sigmoid edges) is the model's own ``task``;
     ``options`` are keyword arguments of ``kerasfuse.inference.predict`` (mode, crops...).
 
-    Returns a dict: ``num_images``, ``metrics`` (scalars), ``per_class`` (lists of K).
+    Returns a dict: ``num_images``, ``metrics`` (scalars), ``per_class`` (lists of K:
+    segmentation ``iou``, ``accuracy``, ``pixel_share``, ``boundary_f@<t>px``; edges
+    ``ods_f``, ``ods_threshold``, ``ois_f``) and, for segmentation, ``confusion_matrix``
+    (int64 [K, K], rows = true class).
     """
     from kerasfuse import inference
     from kerasfuse.metrics import confusion_matrix
@@ -137,7 +155,10 @@ def evaluate(model, dataset, num_classes, options, boundary_tolerances=(3.0,),
     if seen == 0:
         raise UsageError("the dataset yielded no images")
     scalars, per_class = _summarise(task, cm, metrics, boundary_tolerances, edge_tolerance)
-    return {"num_images": seen, "metrics": scalars, "per_class": per_class}
+    result = {"num_images": seen, "metrics": scalars, "per_class": per_class}
+    if task == "segmentation":
+        result["confusion_matrix"] = cm
+    return result
 
 
 def format_table(result, class_names):
@@ -261,7 +282,62 @@ def _payload(args, model, options, result, class_names):
             class_names[i]: {k: _clean(v[i]) for k, v in result["per_class"].items()}
             for i in range(len(class_names))
         },
+        **({"confusion_matrix": result["confusion_matrix"].tolist()}
+           if "confusion_matrix" in result else {}),
     }
+
+
+def output_paths(output):
+    """(JSON, per-class CSV, confusion PNG) paths: ``X.json`` -> ``X_per_class.csv`` and
+    ``X_confusion.png`` beside it."""
+    stem = os.path.splitext(output)[0]
+    return output, stem + "_per_class.csv", stem + "_confusion.png"
+
+
+def _atomic_write(path, write):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    temporary = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(temporary, "w", newline="") as f:
+            write(f)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def write_table_csv(path, result, class_names):
+    """One row per class: ``class`` and the per-class columns (fractions, empty = NaN)."""
+    import csv
+
+    columns = list(result["per_class"])
+
+    def write(f):
+        out = csv.writer(f)
+        out.writerow(["class"] + columns)
+        for i, name in enumerate(class_names):
+            values = [_clean(float(result["per_class"][c][i])) for c in columns]
+            out.writerow([name] + ["" if v is None else v for v in values])
+
+    _atomic_write(path, write)
+    return path
+
+
+def write_outputs(output, payload, result, class_names):
+    """Write the JSON, the per-class CSV and (segmentation) the confusion-matrix PNG;
+    returns the written paths."""
+    from kerasfuse import visualize
+
+    json_path, csv_path, png_path = output_paths(output)
+    _atomic_write(json_path, lambda f: json.dump(payload, f, indent=2))
+    written = [json_path, write_table_csv(csv_path, result, class_names)]
+    if "confusion_matrix" in result:
+        picture = visualize.confusion_matrix_picture(result["confusion_matrix"], class_names)
+        temporary = png_path[:-len(".png")] + f".tmp-{os.getpid()}.png"
+        visualize.save_png(temporary, picture)
+        os.replace(temporary, png_path)
+        written.append(png_path)
+    return written
 
 
 def run(args):
@@ -301,10 +377,8 @@ def run(args):
     if model.task == "edge":
         payload["edge_evaluation"] = edge_settings(args)
     output = args.output or default_output(args.model)
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    with open(output, "w") as f:
-        json.dump(payload, f, indent=2)
-    print(f"wrote {output}")
+    for path in write_outputs(output, payload, result, class_names):
+        print(f"wrote {path}")
     return payload
 
 

@@ -6,12 +6,17 @@ Usage:
     python export_tflite.py model.keras --out exported --input-size 512 512 \\
         --precisions float32,float16
     python export_tflite.py runs/default --config export.yaml num_samples=32
+    python export_tflite.py runs/default --out exported --input-size 128 128 \\
+        --formats savedmodel,tflite,onnx
 
 SOURCE is a ``.keras`` file or a training run directory (``best.keras`` preferred over
 ``final.keras``); the model itself says its task, classes and registry name. Writes
 ``OUT/NAME/VERSION/`` (SavedModel with signatures image_tensor = serving_default,
 image_bytes, tf_example), ``OUT/NAME_<precision>.tflite`` and ``OUT/NAME_report.json``,
-and prints the parity table.
+and prints the parity table. ``--formats`` picks what is written: ``savedmodel``,
+``tflite`` (implies the SavedModel it is converted from) and ``onnx`` (``OUT/NAME.onnx``
+and ``OUT/NAME_onnx_report.json`` via tf2onnx, checked on onnxruntime; needs the ``onnx``
+extra); default ``savedmodel,tflite``.
 Options come from defaults < ``--config FILE`` (YAML mapping of option names) < flags <
 trailing ``key=value`` overrides. Exit status: 0 done, 2 bad input (one ``error:`` line),
 1 export failure (an op needs Flex, or a float32 path disagrees with Keras).
@@ -30,6 +35,8 @@ from kerasfuse.export.parity import DEFAULT_TOLERANCE  # noqa: E402
 from kerasfuse.export.tflite import PRECISIONS  # noqa: E402
 from pipelines.checks import read_option_file  # noqa: E402
 
+FORMATS = ("savedmodel", "tflite", "onnx")
+
 
 def build_parser():
     parser = argparse.ArgumentParser(
@@ -47,6 +54,10 @@ def build_parser():
     parser.add_argument("--precisions", default=None,
                         help="comma list of " + ",".join(PRECISIONS) + " or 'none' "
                              "(default: all, without int8 when no --representative)")
+    parser.add_argument("--formats", default="savedmodel,tflite",
+                        help="comma list of " + ",".join(FORMATS) + " (default "
+                             "savedmodel,tflite; tflite implies savedmodel)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     parser.add_argument("--representative", default=None, metavar="PATTERN",
                         help="TFRecord glob: int8 calibration and parity images")
     parser.add_argument("--num-samples", type=int, default=16,
@@ -105,20 +116,45 @@ def _precisions(args):
     return tuple(p.strip() for p in str(args.precisions).split(",") if p.strip())
 
 
+def _formats(args):
+    formats = tuple(f.strip() for f in str(args.formats).split(",") if f.strip())
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ValueError(f"--formats: unknown format(s) {bad or formats!r}; choose from "
+                         f"{list(FORMATS)}")
+    return formats
+
+
 def run(args):
     from kerasfuse import export
 
-    result = export.export_model(
-        args.source, args.out, args.name,
-        input_size=tuple(args.input_size) if args.input_size else None,
-        precisions=_precisions(args), representative=args.representative,
-        num_samples=args.num_samples, parity_samples=args.parity_samples,
-        version=args.version, tolerance=args.tolerance, overwrite=args.overwrite,
-        num_threads=args.threads)
-    print(f"SavedModel: {result.saved_model_dir}")
-    for precision, path in result.tflite_files.items():
-        print(f"TFLite {precision}: {path}")
-    print(f"report: {result.report_path}")
+    formats = _formats(args)
+    result = None
+    if "savedmodel" in formats or "tflite" in formats:
+        result = export.export_model(
+            args.source, args.out, args.name,
+            input_size=tuple(args.input_size) if args.input_size else None,
+            precisions=_precisions(args) if "tflite" in formats else (),
+            representative=args.representative,
+            num_samples=args.num_samples, parity_samples=args.parity_samples,
+            version=args.version, tolerance=args.tolerance, overwrite=args.overwrite,
+            num_threads=args.threads)
+        print(f"SavedModel: {result.saved_model_dir}")
+        for precision, path in result.tflite_files.items():
+            print(f"TFLite {precision}: {path}")
+        print(f"report: {result.report_path}")
+    if "onnx" in formats:
+        from kerasfuse.export.onnx import export_onnx_model
+
+        try:
+            path, _ = export_onnx_model(
+                args.source, args.out, args.name,
+                input_size=tuple(args.input_size) if args.input_size else None,
+                parity_samples=args.parity_samples, tolerance=args.tolerance,
+                opset=args.opset, overwrite=args.overwrite, num_threads=args.threads)
+        except ImportError as err:
+            raise ValueError(str(err)) from None
+        print(f"ONNX: {path}")
     return result
 
 

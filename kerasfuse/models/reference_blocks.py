@@ -14,6 +14,7 @@ import keras
 from kerasfuse.blocks import batch_norm
 from kerasfuse.layers.adaptive_average_pooling2d import AdaptiveAveragePooling2D
 from kerasfuse.layers.bilinear_warp import BilinearWarp
+from kerasfuse.layers.dilated_conv2d import DilatedConv2D
 from kerasfuse.layers.resize_like import ResizeLike
 
 #: torch.nn.BatchNorm2d's default epsilon.
@@ -25,9 +26,10 @@ PSP_BINS = (1, 2, 3, 6)
 
 
 def conv(x, filters, kernel_size, name, dilation=1, use_bias=False, dtype=None, **kwargs):
-    """torch ``nn.Conv2d`` with padding ``dilation * (k // 2)`` and stride 1."""
-    return keras.layers.Conv2D(filters, kernel_size, padding="same", dilation_rate=dilation,
-                               use_bias=use_bias, name=name, dtype=dtype, **kwargs)(x)
+    """torch ``nn.Conv2d`` with padding ``dilation * (k // 2)`` and stride 1 (dilated ones on
+    the native kernel, :class:`~kerasfuse.layers.DilatedConv2D`)."""
+    return DilatedConv2D(filters, kernel_size, padding="same", dilation_rate=dilation,
+                         use_bias=use_bias, name=name, dtype=dtype, **kwargs)(x)
 
 
 def bn(x, name, relu=True):

@@ -39,7 +39,12 @@ from kerasfuse.training.callbacks import (
 from kerasfuse.training.distribute import is_chief, make_strategy, num_workers, shard_policy
 from kerasfuse.training.loss_model import LossModel
 from kerasfuse.training.optimization import build_optimizer, current_lr
-from kerasfuse.training.summaries import prediction_pictures, write_images, write_scalar
+from kerasfuse.training.summaries import (
+    LearningCurves,
+    prediction_pictures,
+    write_images,
+    write_scalar,
+)
 from kerasfuse.training.validation import evaluate, logits_function
 
 
@@ -63,7 +68,9 @@ class Trainer:
     Usage: ``Trainer(config).train()`` returns the final validation metrics. Files in
     ``run.root/run.name``: ``config.yaml`` (resolved config), ``backup/`` (resumable
     checkpoint), ``logs/`` (TensorBoard), ``best.keras`` + ``best.json``, ``final.keras``,
-    ``predictions/*.png`` and ``metrics.json``.
+    ``predictions/*.png`` (image | truth | prediction | error map + legend), ``curves.png``
+    (loss, LR and validation score over steps, redrawn at every validation and at the end)
+    with its data in ``history.json``, and ``metrics.json``.
     """
 
     def __init__(self, config, strategy=None, replace_run=False, on_start=None):
@@ -81,7 +88,9 @@ class Trainer:
         self.monitor = "mf_ods" if self.spec.task == "edge" else "mean_iou"
         self.num_classes = None
         self.class_names = None
+        self.palette = None
         self._writers = {}
+        self._curves = None
         self._val_batches = None
         self._last_val = (None, {})
         self._forward = None
@@ -92,11 +101,16 @@ class Trainer:
         return shard_files(pattern)
 
     def _read_classes(self, files):
-        """(num_classes, class names or None): the config, else the shards' manifest."""
+        """(num_classes, class names or None, palette or None): the config's count, else
+        the shards' manifest; names and palette from the manifest, else from the standard
+        ones of ``data.dataset`` (``pipelines.palettes``) when their count matches. The
+        count is checked against the manifest's label histogram."""
         from pipelines import reader, writer
+        from pipelines.palettes import DATASETS, dataset_classes
 
         manifest = reader.manifest_for(files)
         names = None if manifest is None else manifest.get("class_names")
+        palette = None if manifest is None else manifest.get("palette")
         num_classes = self.config.data.num_classes
         if num_classes is None:
             if manifest is None:
@@ -108,9 +122,17 @@ class Trainer:
                 writer.check_label_range(manifest, num_classes, "data.num_classes")
             except ValueError as error:
                 raise ConfigError(str(error)) from None
+        if self.config.data.dataset in DATASETS:
+            standard_names, standard_palette = dataset_classes(self.config.data.dataset)
+            if len(standard_names) == num_classes:
+                names = names if names is not None else standard_names
+                palette = palette if palette is not None else standard_palette
         if names is not None and len(names) != num_classes:
             names = None
-        return num_classes, None if names is None else [str(n) for n in names]
+        if palette is not None and len(palette) != num_classes:
+            palette = None
+        return (num_classes, None if names is None else [str(n) for n in names],
+                None if palette is None else [[int(c) for c in row] for row in palette])
 
     def _check_val_classes(self, files):
         from pipelines import reader, writer
@@ -141,7 +163,8 @@ class Trainer:
 
         data = self.config.data
         self.train_files = self._files(data.train_pattern)
-        self.num_classes, self.class_names = self._read_classes(self.train_files)
+        self.num_classes, self.class_names, self.palette = self._read_classes(
+            self.train_files)
         train = self._train_dataset(self.train_files, data.batch_size * self.replicas)
         val = None
         if data.val_pattern:
@@ -191,7 +214,7 @@ class Trainer:
             try:
                 self.network = build_model(
                     cfg.model.name, self.num_classes, backbone=cfg.model.backbone,
-                    class_names=self.class_names,
+                    class_names=self.class_names, palette=self.palette,
                     output_stride=cfg.model.output_stride, weights=cfg.model.weights,
                     **cfg.model.builder_options())
                 self.loss_fn = build_loss(cfg.model.name, self.num_classes, **cfg.loss.options)
@@ -205,6 +228,13 @@ class Trainer:
             self.model.optimizer.build(self.model.trainable_variables)
 
     # --------------------------------------------------------------- output
+    @property
+    def curves(self):
+        """The run's ``LearningCurves`` (read from ``history.json`` on first use)."""
+        if self._curves is None:
+            self._curves = LearningCurves(self.run_dir, self.monitor)
+        return self._curves
+
     def _writer(self, name):
         if name not in self._writers:
             self._writers[name] = tf.summary.create_file_writer(
@@ -215,6 +245,10 @@ class Trainer:
         """TensorBoard scalars (chief only)."""
         if not self.chief:
             return
+        if name == "train":
+            for key in ("loss", "lr"):
+                if key in values:
+                    self.curves.add(key, step, values[key])
         with self._writer(name).as_default():
             for key, value in values.items():
                 write_scalar(key, value, step)
@@ -240,6 +274,8 @@ class Trainer:
         if self.chief:
             self.log_scalars("val", step, {k: v for k, v in metrics.items()
                                            if isinstance(v, float)})
+            self.curves.add("val", step, score)
+            self.curves.write()
             if score > self._best_score():
                 self.network.save(os.path.join(self.run_dir, "best.keras"))
                 with open(os.path.join(self.run_dir, "best.json"), "w") as f:
@@ -332,11 +368,14 @@ class Trainer:
         if self.chief:
             self.network.save(os.path.join(self.run_dir, "final.keras"))
             self.write_predictions()
+            self.curves.write()
             summary = {k: v for k, v in metrics.items()}
             summary.update(steps=int(self.optimizer.iterations.numpy()),
                            resumed_from=self.resumed_from,
                            train_seconds=round(train_seconds, 1), replicas=self.replicas,
                            global_batch=self.config.data.batch_size * self.replicas)
+            if "iou" in summary and self.class_names is not None:
+                summary["iou_by_class"] = dict(zip(self.class_names, summary["iou"]))
             with open(os.path.join(self.run_dir, "metrics.json"), "w") as f:
                 json.dump(summary, f, indent=2)
         return metrics

@@ -60,6 +60,8 @@ def convert_ade20k(
     progress=True,
 ):
     """Convert SceneParse150 ``splits`` (``train``, ``val``); returns {split: manifest}."""
+    from pipelines.palettes import ADE20K_PALETTE  # lazy: palettes imports this module
+
     check_shards(num_shards)
     manifests = {}
     for split in splits:
@@ -77,5 +79,6 @@ def convert_ade20k(
             os.fspath(out_dir), split, sources, ADE20K_CLASSES, workers=workers,
             overwrite=overwrite, progress=progress, expected_counts=counts,
             extra={"converter": "ade20k", "root": os.path.abspath(root)},
+            palette=ADE20K_PALETTE,
         )
     return manifests

@@ -72,6 +72,8 @@ def convert_cityscapes(
     progress=True,
 ):
     """Convert Cityscapes ``splits``; returns {split: manifest}."""
+    from pipelines.palettes import CITYSCAPES_PALETTE  # lazy: palettes imports this module
+
     check_shards(num_shards)
     manifests = {}
     for split in splits:
@@ -81,5 +83,6 @@ def convert_cityscapes(
             os.fspath(out_dir), split, sources, CITYSCAPES_CLASSES, workers=workers,
             overwrite=overwrite, progress=progress, expected_counts=counts,
             extra={"converter": "cityscapes", "root": os.path.abspath(root)},
+            palette=CITYSCAPES_PALETTE,
         )
     return manifests

@@ -151,6 +151,8 @@ def convert_voc(
     overwrite=False, progress=True,
 ):
     """Convert VOC 2012 ``splits`` (SBD merged into ``train`` when given)."""
+    from pipelines.palettes import VOC_PALETTE  # lazy: palettes imports this module
+
     check_shards(num_shards)
     manifests = {}
     for split in splits:
@@ -161,5 +163,6 @@ def convert_voc(
             overwrite=overwrite, progress=progress, expected_counts=counts,
             extra={"converter": "voc", "root": os.path.abspath(root),
                    "sbd_root": sbd_root and os.path.abspath(sbd_root)},
+            palette=VOC_PALETTE,
         )
     return manifests
