@@ -3,8 +3,10 @@
 They live here because ``pipelines`` does not depend on ``kerasfuse``.
 """
 
+import contextlib
 import errno
 import numbers
+import os
 import sys
 import traceback
 
@@ -52,6 +54,28 @@ _OS_HINTS = {
     errno.EISDIR: "that is a folder, a file was expected: choose another path",
     errno.ENOENT: "no such file or folder: check the path",
 }
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Write-then-rename: yield a temporary path beside ``path`` and rename it onto ``path``
+    when the block succeeds.
+
+    The temporary keeps the extension (``best.keras`` -> ``.best.partial-<pid>.keras``), so
+    writers that check it (Keras ``save``) accept it. If the block raises, or the process
+    dies inside it, ``path`` keeps its previous content; the temporary is removed on an
+    exception (a killed process leaves a hidden ``.partial-`` file, never a torn ``path``).
+    """
+    directory, name = os.path.split(os.path.abspath(os.fspath(path)))
+    os.makedirs(directory, exist_ok=True)
+    root, ext = os.path.splitext(name)
+    temporary = os.path.join(directory, f".{root}.partial-{os.getpid()}{ext}")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
 
 
 def describe_os_error(error):

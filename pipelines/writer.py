@@ -12,7 +12,9 @@ name only once complete, so a file carrying a final shard name is always whole. 
 the same conversion resumes it: complete shards are kept (re-hashed for the manifest),
 stale temporary files are removed and missing shards are written again. A conversion whose
 plan (sources, shard count, classes) differs from the one already in OUT_DIR is refused
-unless ``overwrite=True``.
+unless ``overwrite=True``; the complete conversion it replaces (shards and manifest) is
+then moved into ``OUT_DIR/.NAME.replaced-<fingerprint>/`` and deleted only once the new
+one is complete, so a failed or killed overwrite loses nothing.
 
 Shard tasks run in ``workers`` spawned processes (spawn, not fork: TensorFlow is not
 fork-safe) and a tqdm progress bar counts finished examples.
@@ -27,6 +29,7 @@ import json
 import multiprocessing
 import os
 import re
+import shutil
 import struct
 import threading
 import time
@@ -317,8 +320,9 @@ def write_split(
         class_names: names of the train ids 0..K-1.
         ignore_label: the void id in label maps.
         workers: number of worker processes; 1 converts in this process.
-        overwrite: delete shards of a different earlier conversion of ``name`` instead of
-            refusing.
+        overwrite: replace a different earlier conversion of ``name`` instead of
+            refusing; a complete one is kept in ``.NAME.replaced-*/`` until this one is
+            complete.
         progress: show a tqdm progress bar.
         expected_counts: examples per source, for the progress bar total.
         extra: JSON-serialisable dict stored under ``"source"`` in the manifest; part of
@@ -356,6 +360,7 @@ def write_split(
     manifest = _manifest(name, [entries[n] for n in names], class_names, ignore_label, extra,
                          palette)
     _write_json(manifest_path(out_dir, name), manifest)
+    _drop_replaced(out_dir, name)
     return manifest
 
 
@@ -375,13 +380,30 @@ def _start_plan(out_dir, name, fingerprint, num_shards, overwrite):
                 "source file edited since); pass overwrite (--overwrite) to convert again, "
                 "or choose another output folder"
             )
-        for path in existing:
-            os.remove(path)
-        if os.path.exists(manifest_path(out_dir, name)):
-            os.remove(manifest_path(out_dir, name))
+        manifest = manifest_path(out_dir, name)
+        if os.path.exists(manifest):
+            # A complete conversion: kept aside, whole, until its replacement is complete.
+            aside = replaced_dir(out_dir, name, previous)
+            os.makedirs(aside, exist_ok=True)
+            for path in existing + [manifest]:  # the manifest last: it marks a whole set
+                os.replace(path, os.path.join(aside, os.path.basename(path)))
+        else:  # an unfinished conversion: no complete set to lose
+            for path in existing:
+                os.remove(path)
     for stale in glob.glob(os.path.join(out_dir, f".{name}-?????-of-?????.tfrecord.tmp-*")):
         os.remove(stale)
     _write_json(plan_path, {"fingerprint": fingerprint, "num_shards": num_shards})
+
+
+def replaced_dir(out_dir, name, fingerprint):
+    """Hidden folder holding the complete conversion of ``name`` that an ``overwrite`` run
+    replaces (its shards and manifest), until the new conversion is complete."""
+    return os.path.join(out_dir, f".{name}.replaced-{str(fingerprint)[:12]}")
+
+
+def _drop_replaced(out_dir, name):
+    for folder in glob.glob(os.path.join(out_dir, f".{name}.replaced-*")):
+        shutil.rmtree(folder)
 
 
 def _finished_shards(out_dir, names):

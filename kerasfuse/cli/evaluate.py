@@ -34,6 +34,7 @@ from kerasfuse.cli.common import (
     inference_options,
     report_errors,
 )
+from pipelines.checks import atomic_path
 
 DEFAULT_OUTPUT_NAME = "evaluation.json"
 
@@ -295,15 +296,8 @@ def output_paths(output):
 
 
 def _atomic_write(path, write):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temporary = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(temporary, "w", newline="") as f:
-            write(f)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    with atomic_path(path) as temporary, open(temporary, "w", newline="") as f:
+        write(f)
 
 
 def write_table_csv(path, result, class_names):

@@ -46,6 +46,7 @@ from kerasfuse.training.summaries import (
     write_scalar,
 )
 from kerasfuse.training.validation import evaluate, logits_function
+from pipelines.checks import atomic_path
 
 
 def shard_files(pattern):
@@ -277,9 +278,8 @@ class Trainer:
             self.curves.add("val", step, score)
             self.curves.write()
             if score > self._best_score():
-                self.network.save(os.path.join(self.run_dir, "best.keras"))
-                with open(os.path.join(self.run_dir, "best.json"), "w") as f:
-                    json.dump({self.monitor: score, "step": step}, f)
+                self._save_model("best.keras")
+                self._save_json("best.json", {self.monitor: score, "step": step})
             self._log_pictures(step)
         return metrics
 
@@ -366,7 +366,7 @@ class Trainer:
         step = int(self.optimizer.iterations.numpy())
         metrics = self._last_val[1] if self._last_val[0] == step else self.validate(step)
         if self.chief:
-            self.network.save(os.path.join(self.run_dir, "final.keras"))
+            self._save_model("final.keras")
             self.write_predictions()
             self.curves.write()
             summary = {k: v for k, v in metrics.items()}
@@ -376,9 +376,19 @@ class Trainer:
                            global_batch=self.config.data.batch_size * self.replicas)
             if "iou" in summary and self.class_names is not None:
                 summary["iou_by_class"] = dict(zip(self.class_names, summary["iou"]))
-            with open(os.path.join(self.run_dir, "metrics.json"), "w") as f:
-                json.dump(summary, f, indent=2)
+            self._save_json("metrics.json", summary, indent=2)
         return metrics
+
+    def _save_model(self, name):
+        """Save the network as ``run_dir/name``, write-then-rename (a failed or killed save
+        keeps the previous file whole)."""
+        with atomic_path(os.path.join(self.run_dir, name)) as temporary:
+            self.network.save(temporary)
+
+    def _save_json(self, name, payload, indent=None):
+        with atomic_path(os.path.join(self.run_dir, name)) as temporary:
+            with open(temporary, "w") as f:
+                json.dump(payload, f, indent=indent)
 
     def _train_fit(self):
         run = self.config.run

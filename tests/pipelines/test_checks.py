@@ -1,10 +1,12 @@
 """The one command-line error path (pipelines.checks.CommandLine)."""
 
 import errno
+import os
 
 import pytest
 import tensorflow as tf
 
+from pipelines import checks
 from pipelines.checks import EXIT_BAD_INPUT, EXIT_FAILED, CommandLine, describe_os_error
 
 
@@ -68,3 +70,19 @@ def test_unnamed_os_error():
     assert describe_os_error(OSError(errno.ENOSPC, "No space left on device")) == (
         "(unnamed file): No space left on device (free space on that disk or write "
         "somewhere else)")
+
+
+def test_atomic_path_replaces_only_on_success(tmp_path):
+    target = tmp_path / "sub" / "best.keras"
+    with checks.atomic_path(target) as temporary:
+        assert temporary.endswith(".keras") and os.path.dirname(temporary) == str(target.parent)
+        with open(temporary, "wb") as f:
+            f.write(b"first")
+    assert target.read_bytes() == b"first"
+    with pytest.raises(OSError, match="disk full"):
+        with checks.atomic_path(target) as temporary:
+            with open(temporary, "wb") as f:
+                f.write(b"half")
+            raise OSError(errno.ENOSPC, "disk full")
+    assert target.read_bytes() == b"first"
+    assert sorted(os.listdir(target.parent)) == ["best.keras"]

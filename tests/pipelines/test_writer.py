@@ -161,6 +161,25 @@ def test_different_conversion_in_same_folder_is_refused_unless_overwrite(tmp_pat
     assert sorted(p.name for p in tmp_path.glob("*.tfrecord")) == [
         "train-00000-of-00001.tfrecord"
     ]
+    assert not list(tmp_path.glob(".train.replaced-*"))
+
+
+def test_failed_overwrite_keeps_the_replaced_conversion_whole(tmp_path):
+    out = tmp_path / "out"
+    _write(out)
+    before = {p.name: _sha256(p) for p in out.glob("train*")}
+    stop = tmp_path / "crash-now"
+    stop.mkdir()
+    other = [(flaky_source, ((4, 5, 6), str(stop)))]
+    with pytest.raises(ValueError, match="img005"):
+        write_split(out, "train", other, CLASSES, progress=False, overwrite=True)
+    (aside,) = out.glob(".train.replaced-*")
+    assert {p.name: _sha256(p) for p in aside.iterdir()} == before
+    assert not list(out.glob("train*"))
+    stop.rmdir()
+    manifest = write_split(out, "train", other, CLASSES, progress=False)  # resumes the new plan
+    assert manifest["num_examples"] == 3
+    assert not list(out.glob(".train.replaced-*"))
 
 
 @pytest.mark.slow
