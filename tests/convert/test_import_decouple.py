@@ -16,13 +16,12 @@ import torch
 import kerasfuse
 from kerasfuse.convert.cli import main
 from kerasfuse.convert.families import get_family
-from kerasfuse.convert.mapping import map_state_dict
 from kerasfuse.export import export_model
 from kerasfuse.loading import load_keras_model
 from kerasfuse.models.decouple import decouple_intermediates
 from kerasfuse.training import LossModel
 from pipelines.edges import binary_boundary
-from tests.convert import torch_decouple
+from tests.convert import torch_decouple, torch_models
 
 TINY_RESNET = {"depths": (1, 1, 1, 1), "widths": (4, 8, 16, 32)}
 TINY_WRN = {"width_multiplier": 0.0625}
@@ -197,11 +196,7 @@ def test_published_shapes_build_and_map(context, trunk):
     assert kwargs["backbone"] == ("resnet101_d" if trunk == "resnet_d"
                                   else "wider_resnet38_a2")
     assert (kwargs["context_channels"], kwargs["fine_channels"]) == (256, 48)
-    model = family.build(**kwargs)
-    report = map_state_dict(state, model, skip_rules=(("*.num_batches_tracked", "BN"),),
-                            layer_path=lambda m: family.layer_path(m, kwargs))
-    assert report["counts"]["mapped"] + report["counts"]["skipped"] == len(state)
-    assert report["counts"]["target_weights"] == len(model.weights)
+    torch_models.map_published(state, family, kwargs)
 
 
 @pytest.mark.slow

@@ -15,9 +15,8 @@ import torch
 
 from kerasfuse.convert.cli import main
 from kerasfuse.convert.families import get_family
-from kerasfuse.convert.mapping import map_state_dict
 from kerasfuse.loading import load_keras_model
-from tests.convert import torch_decouple, torch_gffnet
+from tests.convert import torch_decouple, torch_gffnet, torch_models
 from tests.convert.test_import_decouple import SIZES, TINY_RESNET, assert_close
 
 NARROW = {"width_multiplier": 0.0625, "aspp_width": 16, "width": 8, "cls_width": 16}
@@ -108,11 +107,7 @@ def test_published_shapes_build_and_map():
     kwargs = family.infer({k: v.shape for k, v in state.items()})
     assert (kwargs["head_channels"], kwargs["fusion_channels"],
             kwargs["classifier_channels"], kwargs["num_classes"]) == (256, 128, 256, 19)
-    model = family.build(**kwargs)
-    report = map_state_dict(state, model, skip_rules=(("*.num_batches_tracked", "BN"),),
-                            layer_path=lambda m: family.layer_path(m, kwargs))
-    assert report["counts"]["mapped"] + report["counts"]["skipped"] == len(state)
-    assert report["counts"]["target_weights"] == len(model.weights)
+    torch_models.map_published(state, family, kwargs)
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tests.backbones import torch_resnets, torch_wider_resnet
+from tests.convert.torch_models import run
 
 
 def upsample(x, size):
@@ -183,16 +184,6 @@ def randomize(net, seed):
             if isinstance(module, nn.Conv2d) and module.bias is not None:
                 module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=generator))
     return net.eval()
-
-
-def run(net, image):
-    """Run ``net`` on an RGB [0, 255] NHWC numpy image; NHWC numpy outputs."""
-    x = torch.from_numpy(image).permute(0, 3, 1, 2) / 255.0
-    mean = torch.tensor(torch_resnets.MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(torch_resnets.STD).view(1, 3, 1, 1)
-    with torch.no_grad():
-        out = net((x - mean) / std)
-    return {k: v.permute(0, 2, 3, 1).numpy() for k, v in out.items()}
 
 
 def calibrate_flow(net, image, std=3.0):

@@ -225,3 +225,16 @@ def run(net, image):
     with torch.no_grad():
         out = net((x - mean) / std)
     return {k: v.permute(0, 2, 3, 1).numpy() for k, v in out.items()}
+
+
+def map_published(state, family, kwargs):
+    """Build ``family`` with ``kwargs`` and map ``state`` (published shapes, no forward);
+    every source tensor must be mapped or skipped and every weight set."""
+    from kerasfuse.convert.mapping import map_state_dict
+
+    model = family.build(**kwargs)
+    report = map_state_dict(state, model, skip_rules=(("*.num_batches_tracked", "BN"),),
+                            layer_path=lambda m: family.layer_path(m, kwargs))
+    assert report["counts"]["mapped"] + report["counts"]["skipped"] == len(state)
+    assert report["counts"]["target_weights"] == len(model.weights)
+    return report
