@@ -37,6 +37,7 @@ setup(
         "onnx": ["tf2onnx>=1.17,<2", "onnxruntime>=1.18,<2", "onnx>=1.16,<2"],
         "test": [
             "pytest>=8,<10",
+            "pytest-xdist>=3.5,<4",
             "ruff>=0.5,<1",
             "ai-edge-litert>=1.2,<3",
             "torch>=2.1",

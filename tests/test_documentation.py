@@ -35,7 +35,7 @@ RUN_LANGS = {"bash": "bash", "sh": "bash", "shell": "bash", "python": "python"}
 #: Documented commands (whitespace-collapsed; Python snippets by their first line) that cannot
 #: run on a CI machine, and why.
 NOT_RUN = {
-    "pip install -e \".[test]\" && python -m pytest -q -m \"slow or not slow\"":
+    "pip install -e \".[test]\" && python -m pytest -q -n 2 -m \"slow or not slow\"":
         "the test suite itself (.ci/run runs it)",
     "python train.py --config cityscapes/gffnet --devices 2": "needs the Cityscapes dataset",
     "python -m pipelines.build_tfrecords cityscapes /data/cityscapes --out data/cityscapes "
