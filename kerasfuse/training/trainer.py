@@ -12,6 +12,7 @@ Two training paths share the model, optimizer, schedule and datasets:
   #20585); the chief writes the same kind of resumable checkpoint.
 """
 
+import errno
 import json
 import math
 import os
@@ -61,6 +62,22 @@ def shard_files(pattern):
 
 #: Config keys that only change what a run prints or draws: a rerun may change them.
 RERUN_FREE_KEYS = ("run.progress", "run.log_every", "run.num_images")
+
+
+def _check_creatable(path):
+    """Raise the OSError ``os.makedirs(path)`` would raise for a file in the way or an
+    unwritable parent, naming ``path``, without creating anything."""
+    parent = os.path.abspath(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if os.path.abspath(path) == parent:
+        if not os.path.isdir(parent):
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
+        return
+    if not os.path.isdir(parent):
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
 
 
 class Trainer:
@@ -324,8 +341,9 @@ class Trainer:
             return
         if not os.path.exists(path):
             # Fail now, not after building the model, when the run directory cannot be
-            # made (a file in the way, a read-only disk): OSError naming the path.
-            os.makedirs(self.run_dir, exist_ok=True)
+            # made (a file in the way, a read-only disk): OSError naming the path. Nothing
+            # is created yet: a run refused later (no data, say) leaves no empty folder.
+            _check_creatable(self.run_dir)
             return
         try:
             previous = load_config(path)
