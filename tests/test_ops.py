@@ -12,13 +12,14 @@ from kerasfuse.ops import resize_bilinear, resize_like, resize_to
 from tests.helpers import check_config_round_trip, run_layer_test
 
 
-def reference_bilinear(x, out_h, out_w):
-    """Independent NumPy loop: half-pixel centres (align_corners=False), edges clamped."""
+def _interpolate(x, out_h, out_w, position):
+    """Independent NumPy loop of bilinear interpolation; ``position(i, in_size, out_size)``
+    is the source coordinate of output index ``i`` (neighbours clamped to the edge)."""
     batch, in_h, in_w, channels = x.shape
     out = np.zeros((batch, out_h, out_w, channels), "float64")
 
     def source(i, in_size, out_size):
-        pos = max((i + 0.5) * in_size / out_size - 0.5, 0.0)
+        pos = position(i, in_size, out_size)
         low = min(int(np.floor(pos)), in_size - 1)
         return low, min(low + 1, in_size - 1), pos - low
 
@@ -31,6 +32,12 @@ def reference_bilinear(x, out_h, out_w):
                 + fy * ((1 - fx) * x[:, bottom, left] + fx * x[:, bottom, right])
             )
     return out
+
+
+def reference_bilinear(x, out_h, out_w):
+    """Half-pixel centres (align_corners=False), edges clamped."""
+    return _interpolate(x, out_h, out_w,
+                        lambda i, n_in, n_out: max((i + 0.5) * n_in / n_out - 0.5, 0.0))
 
 
 def random_map(shape, seed=0):
@@ -131,24 +138,10 @@ def test_bad_method_raises():
 
 
 def reference_align_corners(x, out_h, out_w):
-    """Independent NumPy loop: corner-aligned sampling (torch align_corners=True)."""
-    batch, in_h, in_w, channels = x.shape
-    out = np.zeros((batch, out_h, out_w, channels), "float64")
-
-    def source(i, in_size, out_size):
-        pos = i * (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
-        low = min(int(np.floor(pos)), in_size - 1)
-        return low, min(low + 1, in_size - 1), pos - low
-
-    for i in range(out_h):
-        top, bottom, fy = source(i, in_h, out_h)
-        for j in range(out_w):
-            left, right, fx = source(j, in_w, out_w)
-            out[:, i, j] = (
-                (1 - fy) * ((1 - fx) * x[:, top, left] + fx * x[:, top, right])
-                + fy * ((1 - fx) * x[:, bottom, left] + fx * x[:, bottom, right])
-            )
-    return out
+    """Corner-aligned sampling (torch align_corners=True)."""
+    return _interpolate(x, out_h, out_w,
+                        lambda i, n_in, n_out: i * (n_in - 1) / (n_out - 1) if n_out > 1
+                        else 0.0)
 
 
 @pytest.mark.parametrize("out_size", [(7, 4), (2, 3), (1, 5), (3, 3)])
