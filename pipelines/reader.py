@@ -184,19 +184,7 @@ def check_shard(path):
     another schema is named with the keys it lacks — TensorFlow's own errors for both
     ("truncated record at N", "Input is empty") name no file.
     """
-    size = os.path.getsize(path)
-    position, count = 0, 0
-    with open(path, "rb") as f:
-        while position < size:
-            f.seek(position)
-            header = f.read(12)
-            end = position + 12 + (int.from_bytes(header[:8], "little")
-                                   if len(header) == 12 else 0) + 4
-            if len(header) < 12 or end > size:
-                raise ValueError(
-                    f"{path}: truncated or corrupt shard: record {count} at byte {position} "
-                    f"runs past the end of the file ({size} bytes); convert it again")
-            position, count = end, count + 1
+    count = writer.count_records(path)
     if count == 0:
         raise ValueError(f"{path}: empty shard (no records); convert it again")
     first = next(iter(tf.data.TFRecordDataset(path).take(1))).numpy()

@@ -153,27 +153,34 @@ def _exif_rotated(data, oriented):
     return raw.shape != oriented.shape or not np.array_equal(raw, oriented)
 
 
+def count_records(path):
+    """Number of records of a TFRecord file, walking only the 12-byte record headers (a seek
+    per record, no data); ValueError naming ``path``, the record and the byte where a
+    truncated file ends."""
+    size = os.path.getsize(path)
+    position, count = 0, 0
+    with open(path, "rb") as f:
+        while position < size:
+            f.seek(position)
+            header = f.read(12)
+            end = position + 12 + (struct.unpack("<Q", header[:8])[0]
+                                   if len(header) == 12 else 0) + 4
+            if len(header) < 12 or end > size:
+                raise ValueError(
+                    f"{path}: truncated or corrupt shard: record {count} at byte {position} "
+                    f"runs past the end of the file ({size} bytes); convert it again")
+            position, count = end, count + 1
+    return count
+
+
 def _file_stats(path):
     """(number of records, sha256, bytes) of a TFRecord file; ValueError if truncated."""
+    count = count_records(path)
     digest = hashlib.sha256()
-    count = 0
-    size = os.path.getsize(path)
     with open(path, "rb") as f:
-        position = 0
-        while position < size:
-            header = f.read(12)
-            if len(header) < 12:
-                raise ValueError(f"{path}: truncated TFRecord header at byte {position}")
-            (length,) = struct.unpack("<Q", header[:8])
-            position += 12 + length + 4
-            if position > size:
-                raise ValueError(f"{path}: truncated record {count} (file ends early)")
-            f.seek(position)
-            count += 1
-        f.seek(0)
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return count, digest.hexdigest(), size
+    return count, digest.hexdigest(), os.path.getsize(path)
 
 
 def _write_shard(out_dir, final_name, source_fn, source_args, num_classes, ignore_label):
