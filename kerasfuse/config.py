@@ -55,6 +55,9 @@ class DataConfig:
         flip: random horizontal flips.
         color_jitter: random brightness / contrast / saturation.
         shuffle_buffer: examples in the shuffle buffer (None = the reader's default).
+        deterministic: keep the training batches' order fixed for a seed (default). False
+            lets the parallel reader stages hand over whatever finishes first: each image's
+            augmentation stays seeded, only the batch composition may vary between runs.
         synthetic_dir: if set and ``train_pattern`` matches no file, build the synthetic
             dataset here first (``pipelines.build_synthetic``).
         synthetic_train: training images of the synthetic dataset.
@@ -73,6 +76,7 @@ class DataConfig:
     flip: bool = True
     color_jitter: bool = False
     shuffle_buffer: typing.Optional[int] = None
+    deterministic: bool = True
     synthetic_dir: typing.Optional[str] = "data/synthetic"
     synthetic_train: int = 2000
     synthetic_val: int = 200

@@ -24,6 +24,13 @@ thick edge band of width ~2r straddles every contour of class k:
 
 A pixel close to a boundary between classes a and b is therefore an edge of both a and b
 (the multi-label property CASENet introduced).
+
+**Implementation.** Every disk operation is a reduction (max, min or bitwise OR) of shifted
+slices of a padded copy: a running horizontal reduction for each half-width ``dx`` of the
+disk's rows, then one vertical pass over the rows ``dy`` — about ``4r + 1`` element-wise
+ops on an ``[H, W]`` map. The K channels of ``semantic_edges`` travel as the bits of int32
+words (31 classes per word) through one bitwise-OR disk reduction and are unpacked once at
+the end, so the cost barely grows with K.
 """
 
 import math
@@ -32,7 +39,9 @@ import tensorflow as tf
 
 from pipelines.schema import IGNORE_LABEL
 
-_SEGMENT_STRIDE = 65536  # segment id = class * 65536 + instance, exact in float32
+_SEGMENT_STRIDE = 65536  # segment id = class * 65536 + instance, exact in int32
+_MAX_SEGMENT_CLASS = 32767  # ids above this share one segment id (the schema's ids are 0..255)
+_BITS = 31  # classes per int32 word of the packed one-hot (the sign bit stays unused)
 
 
 def _check(radius, ignore_label, num_classes=None):
@@ -51,17 +60,36 @@ def disk_rectangles(radius):
     return [(dy, int(math.isqrt(radius * radius - dy * dy))) for dy in range(radius + 1)]
 
 
-def _disk_max(x, radius):
-    """Max of NHWC ``x`` over the disk around each pixel; outside the image is skipped."""
+def _disk_reduce(x, radius, combine, fill):
+    """``combine`` of ``x`` [B,H,W,...] over the disk around each pixel (axes 1 and 2).
+
+    Pixels outside the image read as ``fill``, which must be the identity of ``combine``
+    (e.g. the dtype's minimum for a max), so they never change the result.
+    """
+    height, width = tf.shape(x)[1], tf.shape(x)[2]
+    paddings = [[0, 0], [radius, radius], [radius, radius]] + [[0, 0]] * (x.shape.rank - 3)
+    padded = tf.pad(x, paddings, constant_values=tf.cast(fill, x.dtype))
+
+    def columns(shift):
+        return padded[:, :, radius + shift : radius + shift + width]
+
+    rows = disk_rectangles(radius)
+    running, reach, horizontal = columns(0), 0, {}
+    for half_width in sorted({dx for _, dx in rows}):
+        while reach < half_width:
+            reach += 1
+            running = combine(running, combine(columns(-reach), columns(reach)))
+        horizontal[half_width] = running  # [B, H + 2r, W, ...]
     out = None
-    for dy, dx in disk_rectangles(radius):
-        pooled = tf.nn.max_pool2d(x, (2 * dy + 1, 2 * dx + 1), 1, "SAME")
-        out = pooled if out is None else tf.maximum(out, pooled)
+    for dy, dx in rows:
+        for start in sorted({radius - dy, radius + dy}):
+            piece = horizontal[dx][:, start : start + height]
+            out = piece if out is None else combine(out, piece)
     return out
 
 
 def _as_batch(labels):
-    """labels [H,W] or [B,H,W] -> int32 [B,H,W,1] and whether a batch dim was added."""
+    """labels [H,W] or [B,H,W] -> int32 [B,H,W] and whether a batch dim was added."""
     labels = tf.convert_to_tensor(labels)
     single = labels.shape.rank == 2
     if labels.shape.rank not in (2, 3):
@@ -69,17 +97,15 @@ def _as_batch(labels):
     labels = tf.cast(labels, tf.int32)
     if single:
         labels = labels[None]
-    return labels[..., None], single
+    return labels, single
 
 
 def _segment_boundary(segments, valid, radius):
-    """1.0 where a valid pixel has a valid pixel of another segment within the disk."""
-    big = float(2**24)
-    segments = tf.cast(segments, tf.float32)
-    high = _disk_max(tf.where(valid, segments, -1.0), radius)
-    low = -_disk_max(tf.where(valid, -segments, -big), radius)
-    differs = tf.logical_or(high > segments, low < segments)
-    return tf.cast(tf.logical_and(valid, differs), tf.float32)
+    """bool: a valid pixel with a valid pixel of another segment within the disk."""
+    lowest, highest = segments.dtype.min, segments.dtype.max
+    high = _disk_reduce(tf.where(valid, segments, lowest), radius, tf.maximum, lowest)
+    low = _disk_reduce(tf.where(valid, segments, highest), radius, tf.minimum, highest)
+    return valid & ((high > segments) | (low < segments))
 
 
 def binary_boundary(labels, radius=2, ignore_label=IGNORE_LABEL):
@@ -95,9 +121,29 @@ def binary_boundary(labels, radius=2, ignore_label=IGNORE_LABEL):
     """
     _check(radius, ignore_label)
     labels, single = _as_batch(labels)
-    valid = labels != ignore_label
-    out = _segment_boundary(labels, valid, radius)[..., 0]
+    out = tf.cast(_segment_boundary(labels, labels != ignore_label, radius), tf.float32)
     return out[0] if single else out
+
+
+def _packed_one_hot(labels, named, num_classes):
+    """int32 [B,H,W,ceil(K/31)]: bit ``k % 31`` of word ``k // 31`` set where label == k."""
+    words = tf.range((num_classes + _BITS - 1) // _BITS, dtype=tf.int32)
+    bit = tf.bitwise.left_shift(tf.ones_like(labels), labels % _BITS)
+    in_word = named[..., None] & (labels[..., None] // _BITS == words)
+    return tf.where(in_word, bit[..., None], 0)
+
+
+def _unpack(words, num_classes):
+    """int32 [..., ceil(K/31)] packed bits -> float32 [..., K] of 0/1.
+
+    One broadcast shift per word (a gather over the word axis would cost ~3x more).
+    """
+    parts = []
+    for word in range(words.shape[-1]):
+        shifts = tf.range(min(_BITS, num_classes - word * _BITS), dtype=tf.int32)
+        bits = tf.bitwise.right_shift(words[..., word : word + 1], shifts)
+        parts.append(tf.bitwise.bitwise_and(bits, 1))
+    return tf.cast(parts[0] if len(parts) == 1 else tf.concat(parts, -1), tf.float32)
 
 
 def semantic_edges(labels, num_classes, radius=2, instances=None, ignore_label=IGNORE_LABEL):
@@ -110,6 +156,7 @@ def semantic_edges(labels, num_classes, radius=2, instances=None, ignore_label=I
         radius: edge half-thickness in pixels (CASENet/SEAL: 2).
         instances: optional integer instance ids of the same shape; when given, edges are
             instance-sensitive (two touching instances of class k make class-k edges).
+            Ids are clipped to 0..65535 (the schema's instance PNGs are 16-bit).
         ignore_label: void id; void pixels create no edge and get 0 in every channel.
 
     Returns:
@@ -118,15 +165,18 @@ def semantic_edges(labels, num_classes, radius=2, instances=None, ignore_label=I
     _check(radius, ignore_label, num_classes)
     labels, single = _as_batch(labels)
     valid = labels != ignore_label
-    segments = labels * _SEGMENT_STRIDE
+    segments = labels
     if instances is not None:
         instances, _ = _as_batch(instances)
-        segments = segments + tf.clip_by_value(instances, 0, _SEGMENT_STRIDE - 1)
-    inner_boundary = _segment_boundary(segments, valid, radius)
-    one_hot = tf.one_hot(labels[..., 0], num_classes, dtype=tf.float32)
-    one_hot = one_hot * tf.cast(valid, tf.float32)
-    near = _disk_max(one_hot, radius)
-    inner = one_hot * inner_boundary
-    outer = near * (1.0 - one_hot) * tf.cast(valid, tf.float32)
-    out = tf.maximum(inner, outer)
+        instances = tf.clip_by_value(instances, 0, _SEGMENT_STRIDE - 1)
+        classes = tf.clip_by_value(labels, -1, _MAX_SEGMENT_CLASS)
+        segments = classes * _SEGMENT_STRIDE + instances
+    # inner side: p's own class channel where another segment is within the disk.
+    inner = _segment_boundary(segments, valid, radius)
+    own = _packed_one_hot(labels, valid & (labels >= 0) & (labels < num_classes), num_classes)
+    # outer side: every other class present within the disk of a valid p.
+    near = _disk_reduce(own, radius, tf.bitwise.bitwise_or, 0)
+    outer = tf.bitwise.bitwise_and(near, tf.bitwise.invert(own))
+    words = tf.bitwise.bitwise_or(outer, tf.where(inner[..., None], own, 0))
+    out = _unpack(tf.where(valid[..., None], words, 0), num_classes)
     return out[0] if single else out

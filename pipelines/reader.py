@@ -76,6 +76,7 @@ def make_dataset(
     cycle_length=4,
     num_parallel_calls=tf.data.AUTOTUNE,
     verify="size",
+    deterministic=True,
 ):
     """Build a ``tf.data.Dataset`` of ``(image, targets)`` from sharded TFRecords.
 
@@ -114,6 +115,11 @@ def make_dataset(
         verify: ``"size"`` (default) checks shard byte sizes against the manifest when
             one exists, ``"checksum"`` re-hashes every shard, None skips; a mismatch
             raises ValueError naming the shard.
+        deterministic: True (default) keeps the element order fixed for a given seed.
+            False lets the parallel interleave / map / batch stages hand elements over as
+            they finish: each element's augmentation is still drawn from ``(seed, its
+            record index)``, only the order of elements (and so the batch composition)
+            may change from run to run; a slow record then no longer stalls the others.
 
     Returns:
         ``tf.data.Dataset`` yielding ``(image float32 [B,H,W,3] RGB 0..255, targets dict)``.
@@ -124,6 +130,8 @@ def make_dataset(
     files, num_classes = _check_arguments(
         pattern, training, crop_size, batch_size, targets, num_classes, scale_range,
         shuffle_buffer, pad_value, cycle_length, verify)
+    if not isinstance(deterministic, bool):
+        raise ValueError(f"deterministic must be True or False, got {deterministic!r}")
     targets = tuple(targets)
     if seed is None:
         seed = int(np.random.randint(0, 2**31 - 1))
@@ -132,14 +140,14 @@ def make_dataset(
     drop_remainder = training if drop_remainder is None else drop_remainder
     repeat = training if repeat is None else repeat
     ds = _records(files, training, seed, shuffle_buffer, repeat, cycle_length,
-                  num_parallel_calls)
+                  num_parallel_calls, deterministic)
     prepare = _example_fn(training, targets, seed, crop_size, scale_range, flip, color_jitter,
                           ignore_label, pad_value, num_classes, edge_radius)
-    ds = ds.map(prepare, num_parallel_calls=num_parallel_calls, deterministic=True)
+    ds = ds.map(prepare, num_parallel_calls=num_parallel_calls, deterministic=deterministic)
     ds = _batch(ds, batch_size, crop_size, targets, drop_remainder, ignore_label, pad_value,
-                num_parallel_calls)
+                num_parallel_calls, deterministic)
     options = tf.data.Options()
-    options.deterministic = True
+    options.deterministic = deterministic
     return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
@@ -200,7 +208,8 @@ def check_shard(path):
             f"{sorted(keys)[:6]}); convert the data with python -m pipelines.build_tfrecords")
 
 
-def _records(files, training, seed, shuffle_buffer, repeat, cycle_length, num_parallel_calls):
+def _records(files, training, seed, shuffle_buffer, repeat, cycle_length, num_parallel_calls,
+             deterministic):
     """(index, serialized record) pairs: interleaved shuffled shards when training."""
     for path in files:
         check_shard(path)
@@ -212,7 +221,7 @@ def _records(files, training, seed, shuffle_buffer, repeat, cycle_length, num_pa
             cycle_length=min(cycle_length, len(files)),
             block_length=1,
             num_parallel_calls=num_parallel_calls,
-            deterministic=True,
+            deterministic=deterministic,
         )
     else:
         ds = tf.data.TFRecordDataset(files)
@@ -266,19 +275,19 @@ def _example_fn(training, targets, seed, crop_size, scale_range, flip, color_jit
 
 
 def _batch(ds, batch_size, crop_size, targets, drop_remainder, ignore_label, pad_value,
-           num_parallel_calls):
+           num_parallel_calls, deterministic):
     """Batches; without a crop size each batch is padded to its largest image."""
     if crop_size is not None or batch_size == 1:
         return ds.batch(
             batch_size,
             drop_remainder=drop_remainder,
             num_parallel_calls=num_parallel_calls,
-            deterministic=True,
+            deterministic=deterministic,
         )
     ds = ds.map(
         lambda image, t: (image, tf.ones(tf.shape(image)[:2], tf.bool), t),
         num_parallel_calls=num_parallel_calls,
-        deterministic=True,
+        deterministic=deterministic,
     )
     target_padding = {
         key: tf.constant(ignore_label, tf.int32) if key == "labels" else tf.constant(0.0)
@@ -293,5 +302,5 @@ def _batch(ds, batch_size, crop_size, targets, drop_remainder, ignore_label, pad
     return ds.map(
         lambda image, inside, t: (tf.where(inside[..., None], image, pad_colour), t),
         num_parallel_calls=num_parallel_calls,
-        deterministic=True,
+        deterministic=deterministic,
     )

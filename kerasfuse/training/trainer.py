@@ -173,7 +173,7 @@ class Trainer:
             files, training=True, crop_size=tuple(data.crop_size), batch_size=batch_size,
             targets=targets, num_classes=self.num_classes, seed=self.config.run.seed,
             scale_range=data.scale_range, flip=data.flip, color_jitter=data.color_jitter,
-            shuffle_buffer=data.shuffle_buffer)
+            shuffle_buffer=data.shuffle_buffer, deterministic=data.deterministic)
 
     def build_datasets(self):
         """Training dataset (global batch, for ``fit``) and validation dataset."""

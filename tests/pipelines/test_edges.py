@@ -163,6 +163,34 @@ def test_semantic_edges_match_bruteforce_reference_on_random_maps():
         np.testing.assert_array_equal(got, _reference_boundary(labels, radius))
 
 
+@pytest.mark.parametrize("num_classes", [31, 32, 40, 70])
+def test_semantic_edges_many_classes_span_several_packed_words(num_classes):
+    # 31 classes fill one packed word exactly; 32, 40 and 70 spill into the next ones.
+    rng = np.random.default_rng(num_classes)
+    labels = np.repeat(np.repeat(rng.integers(0, num_classes, (6, 7)), 2, 0), 2, 1)
+    labels[0, :4] = num_classes - 1  # the last channel always has a segment
+    labels[rng.uniform(size=labels.shape) < 0.05] = IGNORE
+    got = semantic_edges(labels, num_classes, radius=2).numpy()
+    expected = _reference_edges(labels, num_classes, 2)
+    assert expected[..., num_classes - 1].any()
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_semantic_edges_unnamed_ids_bound_regions_but_get_no_channel():
+    labels = _split_map(left=1, right=5)  # id 5 >= num_classes 3: an unnamed class
+    edges = semantic_edges(labels, num_classes=3).numpy()
+    assert edges.shape == (6, 8, 3)
+    np.testing.assert_array_equal(edges[..., 1], _columns(8, [2, 3, 4, 5]))
+    np.testing.assert_array_equal(edges[..., 0] + edges[..., 2], np.zeros((6, 8)))
+
+
+def test_semantic_edges_large_instance_ids_stay_distinct():
+    labels = np.full((6, 8), 2, np.int32)
+    instances = _split_map(left=65534, right=65535)  # 16-bit instance ids
+    edges = semantic_edges(labels, num_classes=3, instances=instances).numpy()
+    np.testing.assert_array_equal(edges[..., 2], _columns(8, [2, 3, 4, 5]))
+
+
 def test_batched_input_and_tf_function_with_unknown_shape():
     labels = np.stack([_split_map(), _split_map(left=1, right=0)])
     fn = tf.function(

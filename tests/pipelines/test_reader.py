@@ -136,6 +136,20 @@ def test_same_seed_same_batches_different_seed_different(synthetic_dir):
     assert not np.array_equal(first[0][0], other[0][0])
 
 
+def test_nondeterministic_order_keeps_each_examples_seeded_augmentation(synthetic_dir):
+    # deterministic=False may reorder elements, never change one: the multiset of the
+    # (augmented) crops of one pass equals the deterministic pipeline's.
+    def crops(deterministic):
+        ds = make_dataset(str(synthetic_dir / "train-*.tfrecord"), training=True,
+                          crop_size=(24, 24), batch_size=1, seed=4, shuffle_buffer=0,
+                          repeat=False, deterministic=deterministic)
+        return sorted(x.tobytes() + t["labels"].tobytes() for x, t in _first(ds, 16))
+
+    ordered, free = crops(True), crops(False)
+    assert len(ordered) == 16 and len(set(ordered)) == 16
+    assert ordered == free
+
+
 def test_global_seed_makes_seedless_dataset_repeatable(synthetic_dir):
     def batch():
         ds = make_dataset(str(synthetic_dir / "train-*.tfrecord"), training=True,
@@ -248,6 +262,7 @@ def test_manifest_path_and_num_classes_from_manifest(synthetic_dir):
         ({"pad_value": (1, 2)}, "pad_value must hold 3"),
         ({"shuffle_buffer": -1}, "shuffle_buffer must be an integer >= 0, got -1"),
         ({"cycle_length": 0}, "cycle_length must be an integer >= 1, got 0"),
+        ({"deterministic": "no"}, "deterministic must be True or False, got 'no'"),
     ],
 )
 def test_bad_config_values(synthetic_dir, kwargs, message):

@@ -117,6 +117,7 @@ def test_integer_given_for_float_field_is_accepted():
         ("run.mixed_precision=maybe",
          "run.mixed_precision must be false, true (= float16), float16, bfloat16 or float32"),
         ("run.mixed_precision=1", "run.mixed_precision must be one of the types"),
+        ("data.deterministic=sometimes", "data.deterministic must be true or false"),
         ("data.colour=1", "unknown config key data.colour"),
         ("training.lr=1", "override key must be <section>.<field>"),
         ("optimizer.lr", "override must look like section.key=value"),
