@@ -37,27 +37,30 @@ def dilation_mode():
 
 
 @functools.lru_cache(maxsize=None)
-def native_dilated_training_supported():
+def native_dilated_training_supported(dtype="float32"):
     """Whether TensorFlow's default device has a differentiable native dilated Conv2D.
 
-    Probed once by running the three kernels (Conv2D and its two backprops) eagerly on a
-    5x5 input: the stock Eigen CPU kernels compute the forward pass but raise for
-    Conv2DBackpropFilter with a dilation > 1; oneDNN (TF_ENABLE_ONEDNN_OPTS=1, the default
-    on CPUs with AVX-512) and cuDNN support all three.
+    Probed once per dtype by running the three kernels (Conv2D and its two backprops)
+    eagerly on a 5x5 input: the stock Eigen CPU kernels compute the forward pass but raise
+    for Conv2DBackpropFilter with a dilation > 1; oneDNN (TF_ENABLE_ONEDNN_OPTS=1, the
+    default on CPUs with AVX-512) and cuDNN support all three. The answer depends on the
+    dtype: oneDNN takes bfloat16 only on CPUs with AVX-512 and otherwise hands it back to
+    Eigen, so a mixed_bfloat16 model on an AVX2 CPU gets the Keras op even under oneDNN.
     """
     import tensorflow as tf
 
     args = {"strides": [1, 1, 1, 1], "padding": "SAME", "dilations": [1, 2, 2, 1]}
     with tf.init_scope():
-        x = tf.ones([1, 5, 5, 1])
-        kernel = tf.ones([3, 3, 1, 1])
+        x = tf.ones([1, 5, 5, 1], dtype)
+        kernel = tf.ones([3, 3, 1, 1], dtype)
         try:
             tf.raw_ops.Conv2D(input=x, filter=kernel, **args).numpy()
             tf.raw_ops.Conv2DBackpropInput(input_sizes=[1, 5, 5, 1], filter=kernel,
                                            out_backprop=x, **args).numpy()
             tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=[3, 3, 1, 1],
                                             out_backprop=x, **args).numpy()
-        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError,
+                tf.errors.NotFoundError):  # NotFound: no kernel for this dtype at all
             return False
     return True
 
@@ -79,8 +82,9 @@ class DilatedConv2D(keras.layers.Conv2D):
     The native op is used only where it helps and works: TensorFlow backend,
     ``channels_last``, a dilation > 1, stride 1, ``groups=1``, and the dilation mode (see
     :func:`set_dilation_mode`) ``"native"`` or ``"auto"`` with a differentiable native
-    kernel on this machine (:func:`native_dilated_training_supported`). Everything else is
-    ``keras.layers.Conv2D`` exactly (other backends use ``keras.ops.conv``).
+    kernel for the input dtype on this machine (:func:`native_dilated_training_supported`).
+    Everything else is ``keras.layers.Conv2D`` exactly (other backends use
+    ``keras.ops.conv``).
 
     Args:
         Those of ``keras.layers.Conv2D``.
@@ -99,18 +103,18 @@ class DilatedConv2D(keras.layers.Conv2D):
         Eq. 2 (the dilated convolution); Chen et al., DeepLab, TPAMI 2018, Eq. 1.
     """
 
-    def _native(self):
+    def _native(self, dtype="float32"):
         if keras.backend.backend() != "tensorflow" or self.data_format != "channels_last":
             return False
         if self.groups != 1 or max(self.dilation_rate) == 1 or max(self.strides) != 1:
             return False
         mode = dilation_mode()
         if mode == "auto":
-            return native_dilated_training_supported()
+            return native_dilated_training_supported(dtype)
         return mode == "native"
 
     def convolution_op(self, inputs, kernel):
-        if not self._native():
+        if not self._native(keras.backend.standardize_dtype(inputs.dtype)):
             return super().convolution_op(inputs, kernel)
         # The one place a layer calls tf.*: the point of the class is to bypass the
         # SpaceToBatchND lowering of keras.ops.conv on the TensorFlow backend.

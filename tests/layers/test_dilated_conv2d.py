@@ -170,6 +170,49 @@ def test_native_kernel_gradients_under_onednn():
                                                                 "space_to_batch": False}
 
 
+MIXED_BFLOAT16_SCRIPT = """
+import json
+import keras
+import numpy as np
+import tensorflow as tf
+from kerasfuse.layers import DilatedConv2D
+from kerasfuse.layers.dilated_conv2d import native_dilated_training_supported, set_dilation_mode
+
+keras.mixed_precision.set_global_policy("mixed_bfloat16")
+x = tf.constant(np.random.default_rng(0).standard_normal((1, 9, 10, 3)), tf.float32)
+results = {}
+for mode in ("keras", "auto"):
+    set_dilation_mode(mode)
+    keras.utils.set_random_seed(0)
+    layer = DilatedConv2D(4, 3, padding="same", dilation_rate=2)
+    with tf.GradientTape() as tape:
+        y = layer(x)
+        loss = tf.reduce_sum(tf.cast(y, tf.float32) ** 2)
+    grad = tape.gradient(loss, layer.kernel)
+    results[mode] = (y.numpy().astype("float32"), grad.numpy())
+same = all(np.allclose(a, b, rtol=2e-2, atol=2e-2)
+           for a, b in zip(results["keras"], results["auto"]))
+print(json.dumps({"float32": native_dilated_training_supported("float32"),
+                  "bfloat16": native_dilated_training_supported("bfloat16"), "same": same}))
+"""
+
+
+@pytest.mark.slow
+def test_auto_mode_probes_the_compute_dtype_under_onednn():
+    """oneDNN takes bfloat16 only with AVX-512; elsewhere TF hands it to Eigen, which cannot
+    differentiate a native dilated conv. ``auto`` probes the layer's compute dtype, so a
+    mixed_bfloat16 layer trains on any CPU (native where bf16 has the kernels, the Keras op
+    otherwise) and agrees with the Keras op."""
+    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1", PYTHONPATH=ROOT,
+               TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", MIXED_BFLOAT16_SCRIPT], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["float32"] is True and result["same"] is True
+    assert isinstance(result["bfloat16"], bool)
+
+
 def test_torch_import_maps_it_as_conv2d():
     rules = _rules(_layer(2))
     assert set(rules) == {"weight", "bias"}
