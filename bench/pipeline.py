@@ -23,7 +23,6 @@ output is the least any multi-label target costs).
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -32,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from timing import median_ms  # noqa: E402  (bench/timing.py)
 
 from pipelines import (  # noqa: E402
     binary_boundary,
@@ -75,20 +75,6 @@ def block_labels(size, num_classes, block=32, seed=0):
     rng = np.random.default_rng(seed)
     cells = rng.integers(0, num_classes, (size // block + 1, size // block + 1))
     return np.kron(cells, np.ones((block, block), np.int32))[:size, :size].astype(np.int32)
-
-
-def median_ms(fns, runs, warmup):
-    """Median ms of each callable, interleaved run by run (load hits all alike)."""
-    for fn in fns:
-        for _ in range(warmup):
-            fn()
-    times = [[] for _ in fns]
-    for _ in range(runs):
-        for fn, bucket in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            bucket.append((time.perf_counter() - start) * 1000)
-    return [statistics.median(t) for t in times]
 
 
 def bench_edge_gt(size, num_classes, runs):

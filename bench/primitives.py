@@ -20,9 +20,7 @@ Usage:
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -32,6 +30,8 @@ import tensorflow as tf  # noqa: E402
 from keras import ops  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from timing import median_ms  # noqa: E402  (bench/timing.py)
 
 from kerasfuse.layers import (  # noqa: E402
     BilinearWarp,
@@ -48,21 +48,6 @@ except ImportError:
 CONV_SHAPES = [(2, 64, 64, 512, k) for k in (1, 3, 5, 7)]
 WARP_SHAPES = [(2, 64, 64, 256), (2, 128, 128, 256)]
 BN_SHAPES = [(8, 64, 64, 64), (8, 32, 32, 256), (8, 16, 16, 1024), (2, 128, 128, 256)]
-
-
-def median_ms(fns, runs, warmup):
-    """Median wall time in ms of each step; steps are interleaved run by run so that a
-    load change on a shared machine hits every contender alike."""
-    for fn in fns:
-        for _ in range(warmup):
-            fn()
-    times = [[] for _ in fns]
-    for _ in range(runs):
-        for fn, bucket in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            bucket.append(time.perf_counter() - start)
-    return [1000.0 * statistics.median(bucket) for bucket in times]
 
 
 def naive_dynamic_conv(x, kernels):
