@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from kerasfuse.layers import SemanticEmbeddingBranch
 from tests.helpers import run_layer_test
@@ -64,12 +65,26 @@ def test_gradients_match_finite_differences(argnum):
     inputs = [rng.randn(1, 4, 4, 2), rng.randn(1, 2, 2, 3), rng.randn(1, 1, 1, 2)]
     # SEB is linear in each single input, so a large step is exact; it absorbs the float32
     # arithmetic of tf.image.resize inside the resize helper.
-    check_input_gradient(SemanticEmbeddingBranch(dtype="float64"), inputs, argnum=argnum,
-                         atol=1e-5, eps=0.5)
+    layer = SemanticEmbeddingBranch(kernel_initializer="glorot_uniform",
+                                    bias_initializer="glorot_uniform", dtype="float64")
+    check_input_gradient(layer, inputs, argnum=argnum, atol=1e-5, eps=0.5)
+
+
+def test_default_init_is_the_identity_and_the_gates_can_learn():
+    # Zero kernels and unit biases: every gate is 1, so SEB(low, highs) == low exactly,
+    # and d(sum SEB)/d(kernel_h) = sum_p low * high-patch is non-zero from the first step.
+    low, *highs = _inputs(5)
+    layer = SemanticEmbeddingBranch()
+    np.testing.assert_array_equal(np.asarray(layer(low, *highs)), low)
+    with tf.GradientTape() as tape:
+        out = tf.reduce_sum(layer(low, *highs) * low)
+    grads = tape.gradient(out, [conv.kernel for conv in layer.convs])
+    assert all(float(tf.reduce_max(tf.abs(g))) > 0.1 for g in grads)
 
 
 def test_layer_contract():
-    run_layer_test(SemanticEmbeddingBranch, {}, list(_inputs(4)),
+    run_layer_test(SemanticEmbeddingBranch, {"kernel_initializer": "he_normal"},
+                   list(_inputs(4)),
                    expected_output_shape=(2, 8, 8, 3), expected_num_trainable_weights=6)
 
 
