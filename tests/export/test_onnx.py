@@ -61,11 +61,15 @@ def test_onnx_export_matches_keras(name, tmp_path):
 
 @pytest.mark.slow
 def test_onnx_parity_is_scale_aware_and_fails_on_a_broken_conversion(tmp_path):
-    # Untrained ExFuse without build_tiny's rescaling: |logit| ~ 1e4, where float32
-    # reordering alone moves logits by ~1e-2; relative to their scale that is ~1e-6.
+    # ExFuse with its classifier scaled to |logit| ~ 2e4, where float32 reordering alone
+    # moves logits by ~1e-2; relative to their scale that is ~1e-6.
     keras.utils.set_random_seed(7)
     model = kerasfuse.build_model("exfuse", NUM_CLASSES, backbone="resnet_tiny",
                                   **preset("exfuse", "tiny"))
+    classifier = model.get_layer("classifier")
+    logits = keras.ops.convert_to_numpy(model(scenes().astype(np.float32))["logits"])
+    factor = 2e4 / float(np.abs(logits).max())  # the logits are linear in the classifier
+    classifier.set_weights([w * factor for w in classifier.get_weights()])
     path, parity = export_onnx_model(model, str(tmp_path), "raw", input_size=SIZE,
                                      parity_samples=2, log=None)
     assert parity.logit_scale > 1e3 and parity.relative_logit_diff <= 1e-4
