@@ -16,7 +16,7 @@ on the TensorFlow backend), so every op must have a tf2onnx handler at the chose
 a missing one is reported as an ``ExportError`` naming the op.
 
 Parity (``check_onnx_parity``) is scale-aware: float32 reordering changes logits in
-proportion to their magnitude (untrained DFF / ExFuse heads reach |logit| ~ 1e3-1e4), so
+proportion to their magnitude (untrained DFF heads reach |logit| ~ 1e3), so
 the checked quantity is ``max |l_onnx - l_keras| / max(1, max |l_keras|)`` per image;
 the report also gives max |p - p_keras| on probabilities and the class-map agreement.
 """
