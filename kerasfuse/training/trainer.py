@@ -67,16 +67,12 @@ RERUN_FREE_KEYS = ("run.progress", "run.log_every", "run.num_images")
 def _check_creatable(path):
     """Raise the OSError ``os.makedirs(path)`` would raise for a file in the way or an
     unwritable parent, naming ``path``, without creating anything."""
-    parent = os.path.abspath(path)
+    target = parent = os.path.abspath(path)
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
-    if os.path.abspath(path) == parent:
-        if not os.path.isdir(parent):
-            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
-        return
     if not os.path.isdir(parent):
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
-    if not os.access(parent, os.W_OK | os.X_OK):
+    if parent != target and not os.access(parent, os.W_OK | os.X_OK):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
 
 
