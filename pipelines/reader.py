@@ -116,10 +116,11 @@ def make_dataset(
             one exists, ``"checksum"`` re-hashes every shard, None skips; a mismatch
             raises ValueError naming the shard.
         deterministic: True (default) keeps the element order fixed for a given seed.
-            False lets the parallel interleave / map / batch stages hand elements over as
-            they finish: each element's augmentation is still drawn from ``(seed, its
-            record index)``, only the order of elements (and so the batch composition)
-            may change from run to run; a slow record then no longer stalls the others.
+            False lets the parallel map / batch stages hand elements over as they finish
+            (shards are still interleaved in a fixed order): each element's augmentation
+            is still drawn from ``(seed, its record index)``, only the order of elements
+            (and so the batch composition) may change from run to run; a slow record then
+            no longer stalls the others.
 
     Returns:
         ``tf.data.Dataset`` yielding ``(image float32 [B,H,W,3] RGB 0..255, targets dict)``.
@@ -129,9 +130,7 @@ def make_dataset(
     """
     files, num_classes = _check_arguments(
         pattern, training, crop_size, batch_size, targets, num_classes, scale_range,
-        shuffle_buffer, pad_value, cycle_length, verify)
-    if not isinstance(deterministic, bool):
-        raise ValueError(f"deterministic must be True or False, got {deterministic!r}")
+        shuffle_buffer, pad_value, cycle_length, verify, deterministic)
     targets = tuple(targets)
     if seed is None:
         seed = int(np.random.randint(0, 2**31 - 1))
@@ -140,7 +139,7 @@ def make_dataset(
     drop_remainder = training if drop_remainder is None else drop_remainder
     repeat = training if repeat is None else repeat
     ds = _records(files, training, seed, shuffle_buffer, repeat, cycle_length,
-                  num_parallel_calls, deterministic)
+                  num_parallel_calls)
     prepare = _example_fn(training, targets, seed, crop_size, scale_range, flip, color_jitter,
                           ignore_label, pad_value, num_classes, edge_radius)
     ds = ds.map(prepare, num_parallel_calls=num_parallel_calls, deterministic=deterministic)
@@ -152,10 +151,12 @@ def make_dataset(
 
 
 def _check_arguments(pattern, training, crop_size, batch_size, targets, num_classes,
-                     scale_range, shuffle_buffer, pad_value, cycle_length, verify):
+                     scale_range, shuffle_buffer, pad_value, cycle_length, verify,
+                     deterministic):
     """Validate ``make_dataset``'s arguments; returns (shard files, num_classes)."""
-    if not isinstance(training, bool):
-        raise ValueError(f"training must be True or False, got {training!r}")
+    for name, flag in (("training", training), ("deterministic", deterministic)):
+        if not isinstance(flag, bool):
+            raise ValueError(f"{name} must be True or False, got {flag!r}")
     targets = tuple(targets)
     unknown = [t for t in targets if t not in TARGETS]
     if unknown or not targets:
@@ -208,9 +209,12 @@ def check_shard(path):
             f"{sorted(keys)[:6]}); convert the data with python -m pipelines.build_tfrecords")
 
 
-def _records(files, training, seed, shuffle_buffer, repeat, cycle_length, num_parallel_calls,
-             deterministic):
-    """(index, serialized record) pairs: interleaved shuffled shards when training."""
+def _records(files, training, seed, shuffle_buffer, repeat, cycle_length, num_parallel_calls):
+    """(index, serialized record) pairs: interleaved shuffled shards when training.
+
+    Always deterministic: the index seeds the record's augmentation, so it must belong to
+    the same record in every run (``deterministic=False`` only relaxes the later stages).
+    """
     for path in files:
         check_shard(path)
     if training:
@@ -221,7 +225,7 @@ def _records(files, training, seed, shuffle_buffer, repeat, cycle_length, num_pa
             cycle_length=min(cycle_length, len(files)),
             block_length=1,
             num_parallel_calls=num_parallel_calls,
-            deterministic=deterministic,
+            deterministic=True,
         )
     else:
         ds = tf.data.TFRecordDataset(files)
